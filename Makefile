@@ -1,0 +1,39 @@
+# resnet-exp: `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test tensorboard lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install the package with its dev extra (no-op when up to date)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install ## install, then the default job: ResNet-20 on the embedded digits (~1 min on CPU)
+	$(PY) -m resnet_exp $(ARGS)
+
+test: install ## install, then the whole test suite
+	$(PY) -m pytest $(ARGS)
+
+tensorboard: install ## serve every run under outputs/ on http://127.0.0.1:6006
+	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1
+
+lint: install ## ruff over the package, tests and scripts
+	$(VENV)/bin/ruff check resnet_exp tests scripts
+
+bench: install ## framework vs bare-loop throughput, data path, start-up (a few minutes on CPU)
+	$(PY) scripts/bench.py $(ARGS)
+
+clean: ## remove run outputs and caches (keeps .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

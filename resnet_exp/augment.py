@@ -1,0 +1,114 @@
+"""Batched, on-device data augmentation.
+
+Per-image torchvision transforms run in Python once per image: on CIFAR with a small ResNet the CPU
+workers, not the GPU, set the pace. Here the crop, flip and cutout run on the whole uint8 batch on
+the training device with a handful of tensor ops, drawing from a `torch.Generator` that the data
+module seeds, and are statistically the same as torchvision's RandomCrop(32, padding=4),
+RandomHorizontalFlip() and DeVries & Taylor's Cutout (tests/test_augment.py checks all three).
+Only what must happen before images can be stacked (decode, random-resized crop, resize) stays
+per image, in DataLoader workers: `per_image()`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+
+
+class Augmentation:
+    """Training-time augmentation of a batch, plus the per-image resizing folder datasets need.
+
+    crop_padding: zero-pad each side by this many pixels, then crop back to the input size at a
+        uniform random offset (He et al. 2016, Sec. 4.2: "4 pixels are padded on each side").
+    flip: horizontal flip with probability 0.5.
+    cutout_holes, cutout_size: squares of side cutout_size, centre uniform over the image, clipped
+        at the borders, set to 0 after normalisation (DeVries & Taylor 2017, arXiv 1708.04552).
+    random_resized_crop: output side of torchvision's RandomResizedCrop for folder datasets
+        (scale 0.08-1, ratio 3/4-4/3: Szegedy et al. 2015, the torchvision reference recipe).
+    resize, center_crop: evaluation path of folder datasets, Resize(256) + CenterCrop(224) in the
+        torchvision reference recipe.
+    """
+
+    def __init__(
+        self,
+        crop_padding: int = 0,
+        flip: bool = False,
+        cutout_holes: int = 0,
+        cutout_size: int = 0,
+        random_resized_crop: int | None = None,
+        resize: int | None = None,
+        center_crop: int | None = None,
+    ) -> None:
+        self.crop_padding = crop_padding
+        self.flip = flip
+        self.cutout_holes = cutout_holes
+        self.cutout_size = cutout_size
+        self.random_resized_crop = random_resized_crop
+        self.resize = resize
+        self.center_crop = center_crop
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"Augmentation({args})"
+
+    def before_normalize(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Random crop and flip of a uint8 N x C x H x W batch; returns a new uint8 batch."""
+        if self.crop_padding > 0:
+            x = self._random_crop(x, self.crop_padding, generator)
+        if self.flip:
+            flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+    def after_normalize(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Cutout on a normalised float batch: 0 there is the dataset mean, as in the paper."""
+        if self.cutout_holes > 0 and self.cutout_size > 0:
+            x = x.masked_fill(self._cutout_mask(x, generator), 0.0)
+        return x
+
+    @staticmethod
+    def _random_crop(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+        n, c, h, w = x.shape
+        padded = F.pad(x, (pad, pad, pad, pad))
+        # offsets 0..2*pad inclusive, like RandomCrop's randint(0, h + 2*pad - h + 1)
+        top = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+        left = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+        rows = top[:, None] + torch.arange(h, device=x.device)
+        cols = left[:, None] + torch.arange(w, device=x.device)
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        chans = torch.arange(c, device=x.device)[None, :, None, None]
+        return padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
+
+    def _cutout_mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        n, _, h, w = x.shape
+        shape = (n, self.cutout_holes, 1)
+        cy = torch.randint(0, h, shape, device=x.device, generator=generator)
+        cx = torch.randint(0, w, shape, device=x.device, generator=generator)
+        # the reference code (uoguelph-mlrg/Cutout) spans centre -/+ size // 2, clipped
+        half = self.cutout_size // 2
+        ys = torch.arange(h, device=x.device)
+        xs = torch.arange(w, device=x.device)
+        in_rows = (ys >= cy - half) & (ys < cy + half)  # N x holes x H
+        in_cols = (xs >= cx - half) & (xs < cx + half)  # N x holes x W
+        holes = in_rows[..., :, None] & in_cols[..., None, :]  # N x holes x H x W
+        return holes.any(dim=1, keepdim=True)
+
+    def per_image(self, train: bool, image_size: int) -> v2.Compose:
+        """The per-image transform a folder dataset runs in its DataLoader workers.
+
+        It takes a decoded uint8 C x H x W image of any size and returns a uint8 tensor of side
+        `image_size`, so that batches stack; flips, cutout and normalisation follow on the device.
+        """
+        if train and self.random_resized_crop:
+            ops = [v2.RandomResizedCrop(self.random_resized_crop, antialias=True)]
+        elif self.resize:
+            crop = self.center_crop or image_size
+            ops = [v2.Resize(self.resize, antialias=True), v2.CenterCrop(crop)]
+        else:
+            ops = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+        return v2.Compose([v2.ToImage(), *ops, v2.ToPureTensor()])

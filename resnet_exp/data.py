@@ -1,0 +1,412 @@
+"""Data modules for sets that fit in memory: digits, CIFAR-10/100, Fashion-MNIST, synthetic.
+
+Every module yields `(x, y)` batches with x a uint8 N x C x H x W tensor and y int64, from plain
+DataLoaders (so Lightning's distributed sampler and overfit_batches still work). Conversion to
+float, normalisation and augmentation happen on the training device in `on_after_batch_transfer`:
+a CIFAR-10 batch crosses to the GPU at a quarter of its float32 size, and the whole set is held
+once, as uint8 (150 MB for CIFAR-10 instead of 600 MB of float32). Folder sets are in folders.py.
+
+Splits: `val_size` images are held out of the training set by a permutation seeded with
+`split_seed`, independent of the run seed, so every run of a study validates on the same images.
+With val_size=0, validation runs on the test split (only for recipes that select nothing on it).
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+from urllib.error import URLError
+
+import pytorch_lightning as pl
+import torch
+import torchvision.datasets as tvd
+from torch.utils.data import DataLoader, Dataset
+
+from resnet_exp.augment import Augmentation
+from resnet_exp.errors import UserError
+
+
+class TensorDataset(Dataset):
+    """Rows `index` of an image tensor that all splits share, fetched a whole batch at a time."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> None:
+        self.x, self.y, self.index = x, y, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        row = self.index[i]
+        return self.x[row], self.y[row]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        # DataLoader's fetcher hands over the batch's indices here: one gather, no per-image Python
+        rows = self.index[torch.as_tensor(indices, dtype=torch.long)]
+        return self.x[rows], self.y[rows]
+
+
+def collate_fn(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`TensorDataset.__getitems__` already returns the batch; module-level so it pickles."""
+    return batch
+
+
+class DataModule(pl.LightningDataModule):
+    """What every data module shares: class filter, splits, loaders and on-device preprocessing.
+
+    Subclasses set `self.train_set`, `self.val_set`, `self.test_set` and `self.classes` in setup().
+    """
+
+    title = "dataset"
+    workers = 0  # DataLoader processes: folder sets decode in them, in-memory sets need none
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        mean: list[float],
+        std: list[float],
+        normalize: bool = True,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int = 0,
+        split_seed: int = 0,
+        augmentation: Augmentation | None = None,
+        seed: int = 0,
+        classes: list[str] | None = None,
+        max_per_class: int | None = None,
+    ) -> None:
+        super().__init__()
+        if len(mean) not in (1, in_channels) or len(std) != len(mean):
+            raise UserError(
+                f"data.mean has {len(mean)} values and data.std {len(std)}, but the images have "
+                f"data.in_channels={in_channels}: give one value per channel (or one for all)"
+            )
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.mean = list(mean)
+        self.std = list(std)
+        self.normalize = normalize
+        self.batch_size = batch_size
+        # evaluation keeps no graph, so twice the batch fits in the same memory
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.augmentation = augmentation
+        self.seed = seed
+        self.keep = None if classes is None else [str(c) for c in classes]
+        self.max_per_class = max_per_class
+        self.classes: list[str] = []
+        self.train_set = self.val_set = self.test_set = None
+        self._generators: dict[str, torch.Generator] = {}
+        self._stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- splits ---------------------------------------------------------------------------------
+
+    def _select(
+        self,
+        labels: torch.Tensor,
+        names: list[str],
+        pool: torch.Tensor,
+        test: torch.Tensor,
+        val: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Class filter, validation split and per-class cap over row indices into `labels`.
+
+        pool: rows of the training set; test: rows of the test set; val: rows of a separate
+        validation set (a folder's val/), used when val_size=0. Returns the relabelled labels and
+        the train, val and test rows.
+        """
+        if self.keep is not None:
+            unknown = [c for c in self.keep if c not in names]
+            if unknown:
+                raise UserError(
+                    f"data.classes={self.keep} names {unknown}, which {self.title} does not have; "
+                    f"its classes are {names}"
+                )
+            lut = torch.full((len(names),), -1, dtype=torch.long)
+            lut[[names.index(c) for c in self.keep]] = torch.arange(len(self.keep))
+            labels, names = lut[labels], list(self.keep)
+            pool, test = pool[labels[pool] >= 0], test[labels[test] >= 0]
+            val = None if val is None else val[labels[val] >= 0]
+        if len(names) != self.num_classes:
+            found = (
+                f"data.classes keeps {len(names)}" if self.keep is not None
+                else f"{self.title} has {len(names)} classes"
+            )
+            raise UserError(
+                f"data.num_classes={self.num_classes} but {found}: "
+                f"set data.num_classes={len(names)}"
+            )
+        self.classes = names
+        if self.val_size >= len(pool):
+            raise UserError(
+                f"data.val_size={self.val_size} but {self.title} has only {len(pool)} training "
+                f"images to hold it out of: set a smaller data.val_size"
+            )
+        order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(self.split_seed))
+        train = pool[order[self.val_size :]].sort().values
+        if self.val_size > 0:
+            val = pool[order[: self.val_size]].sort().values
+        elif val is None:
+            val = test
+        if self.max_per_class is not None:
+            train = torch.cat([train[labels[train] == c][: self.max_per_class]
+                               for c in range(len(names))]).sort().values
+        return labels.long(), train, val, test
+
+    def _check_size(self, channels: int, height: int, width: int) -> None:
+        if (channels, height, width) != (self.in_channels, self.image_size, self.image_size):
+            raise UserError(
+                f"data.in_channels={self.in_channels} and data.image_size={self.image_size}, "
+                f"but {self.title} images are {channels}x{height}x{width}: set "
+                f"data.in_channels={channels} data.image_size={height}"
+            )
+
+    # -- loaders --------------------------------------------------------------------------------
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        in_memory = isinstance(dataset, TensorDataset)
+        workers = 0 if in_memory else self.workers
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=False,
+            generator=torch.Generator().manual_seed(self.seed) if train else None,
+            collate_fn=collate_fn if in_memory else None,
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, train=False)
+
+    # -- on-device preprocessing ----------------------------------------------------------------
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        key = str(device)
+        if key not in self._generators:
+            # each DDP rank draws its own augmentations
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed + rank)
+        return self._generators[key]
+
+    def prepare_batch(
+        self, x: torch.Tensor, y: torch.Tensor, train: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 batch -> float batch in [0, 1], normalised, augmented when `train`."""
+        augment = self.augmentation if train else None
+        if augment is not None:
+            x = augment.before_normalize(x, self._generator(x.device))
+        x = x.float().div_(255)
+        if self.normalize:
+            key = str(x.device)
+            if key not in self._stats:
+                mean, std = (torch.tensor(v, device=x.device)[:, None, None]
+                             for v in (self.mean, self.std))
+                self._stats[key] = mean, std
+            mean, std = self._stats[key]
+            x = x.sub_(mean).div_(std)
+        if augment is not None:
+            x = augment.after_normalize(x, self._generator(x.device))
+        return x, y
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.prepare_batch(x, y, train=training)
+
+
+class InMemory(DataModule):
+    """A set held as one uint8 tensor; subclasses implement `_load`."""
+
+    def _load(self) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
+        """All images (N x C x H x W uint8), labels, class names, and the number of training
+        images, which come first."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        if self.augmentation is not None and self.augmentation.random_resized_crop:
+            raise UserError(
+                f"augmentation.random_resized_crop is set, which only folder datasets support, "
+                f"but the data is {self.title}: use augmentation=standard (or none, cutout)"
+            )
+        x, labels, names, num_train = self._load()
+        self._check_size(*x.shape[1:])
+        rows = torch.arange(len(x))
+        labels, train, val, test = self._select(labels, names, rows[:num_train], rows[num_train:])
+        self.train_set, self.val_set, self.test_set = (
+            TensorDataset(x, labels, index) for index in (train, val, test)
+        )
+
+
+class Digits(InMemory):
+    """scikit-learn's 1,797 handwritten 8x8 digits (UCI optdigits test part), 10 classes.
+
+    A fixed `test_size` of them, then `val_size`, are held out by permutations seeded with
+    `split_seed`; the other arguments are DataModule's.
+    """
+
+    title = "digits"
+
+    def __init__(self, test_size: int = 360, val_size: int = 180, **kwargs) -> None:
+        super().__init__(val_size=val_size, **kwargs)
+        self.test_size = test_size
+
+    def _load(self) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        # pixel values are counts 0..16 of set bits in 4x4 blocks (Alpaydin & Kaynak 1998)
+        x = torch.from_numpy(digits.images).mul(255 / 16).round().to(torch.uint8)[:, None]
+        y = torch.from_numpy(digits.target).long()
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.split_seed))
+        order = torch.cat([order[self.test_size :], order[: self.test_size]])  # test rows last
+        names = [str(int(n)) for n in digits.target_names]
+        return x[order].contiguous(), y[order], names, len(x) - self.test_size
+
+
+class Synthetic(InMemory):
+    """Random images with a learnable signal, for smoke and speed runs without any files.
+
+    Each class has a fixed random template; an image is its class's template plus Gaussian noise
+    of std `noise` (pixel units). Data depend only on `split_seed`, not on the run seed.
+    """
+
+    title = "synthetic"
+
+    def __init__(
+        self,
+        num_train: int = 1000,
+        num_val: int = 200,
+        num_test: int = 200,
+        noise: float = 64.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(val_size=num_val, **kwargs)
+        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
+        self.noise = noise
+
+    def _load(self) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
+        gen = torch.Generator().manual_seed(self.split_seed)
+        shape = (self.in_channels, self.image_size, self.image_size)
+        templates = torch.randint(0, 256, (self.num_classes, *shape), generator=gen).float()
+        n = self.num_train + self.num_val + self.num_test
+        y = (torch.arange(n) % self.num_classes)[torch.randperm(n, generator=gen)]
+        x = torch.empty((n, *shape), dtype=torch.uint8)
+        for start in range(0, n, 4096):  # chunks: never a float copy of the whole set
+            part = y[start : start + 4096]
+            noise = torch.randn((len(part), *shape), generator=gen) * self.noise
+            x[start : start + 4096] = (templates[part] + noise).clamp_(0, 255).round_().byte()
+        names = [f"class_{i}" for i in range(self.num_classes)]
+        return x, y, names, self.num_train + self.num_val
+
+
+class TorchvisionSet(InMemory):
+    """A torchvision dataset class read whole into memory; subclasses name the class and files."""
+
+    source = tvd.VisionDataset
+    folder = ""  # where the files live, relative to root
+    files: tuple[str, ...] = ()
+    hint = ""
+
+    def __init__(self, root: str, download: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+        self.download = download
+
+    def _missing(self) -> list[str]:
+        return [f for f in self.files if not (Path(self.root) / self.folder / f).exists()]
+
+    def prepare_data(self) -> None:
+        if not self.download or not self._missing():
+            return
+        try:
+            self.source(self.root, train=False, download=True)
+        except (URLError, OSError, RuntimeError) as e:
+            raise UserError(
+                f"could not download {self.title} into {Path(self.root) / self.folder} ({e}). "
+                f"Without internet, copy the files there or set "
+                f"data.root=/path/that/holds/{self.folder}{self.hint}"
+            ) from None
+
+    def _load(self) -> tuple[torch.Tensor, torch.Tensor, list[str], int]:
+        if self._missing() and self.download:
+            self.prepare_data()  # used without a Trainer, which calls it first
+        missing = self._missing()
+        if missing:
+            raise UserError(
+                f"{self.title} not found: looked in {(Path(self.root) / self.folder).resolve()} "
+                f"and {', '.join(missing)} is missing. Set data.download=true to download it "
+                f"(needs internet), or data.root=/path/that/holds/{self.folder} "
+                f"(the default root is $RESNET_EXP_DATA, else ./data){self.hint}"
+            )
+        try:
+            train, test = (self.source(self.root, train=t) for t in (True, False))
+        except RuntimeError as e:
+            raise UserError(
+                f"{self.title} in {Path(self.root) / self.folder} fails torchvision's check ({e}): "
+                f"delete that folder and run again with data.download=true"
+            ) from None
+        x = torch.cat([torch.as_tensor(train.data), torch.as_tensor(test.data)])
+        # CIFAR keeps N x H x W x C arrays, MNIST-style sets N x H x W tensors
+        x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        y = torch.cat([torch.as_tensor(train.targets), torch.as_tensor(test.targets)]).long()
+        return x.contiguous(), y, list(train.classes), len(train.data)
+
+
+class CIFAR10(TorchvisionSet):
+    """CIFAR-10 (Krizhevsky 2009): 50,000 training and 10,000 test 32x32 colour images."""
+
+    title = "CIFAR-10"
+    source = tvd.CIFAR10
+    folder = "cifar-10-batches-py"
+    files = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+
+
+class CIFAR100(TorchvisionSet):
+    """CIFAR-100 (Krizhevsky 2009) with its 100 fine labels."""
+
+    title = "CIFAR-100"
+    source = tvd.CIFAR100
+    folder = "cifar-100-python"
+    files = ("train", "test", "meta")
+
+
+class FashionMNIST(TorchvisionSet):
+    """Fashion-MNIST (Xiao et al. 2017): 60,000 training and 10,000 test 28x28 grey images."""
+
+    title = "Fashion-MNIST"
+    source = tvd.FashionMNIST
+    folder = "FashionMNIST/raw"
+    files = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    hint = (
+        "; Debian's dataset-fashion-mnist package holds the gzipped files in "
+        "/usr/share/datasets/fashion-mnist: copy them into <root>/FashionMNIST/raw/"
+    )
+
+    def _missing(self) -> list[str]:
+        # gzipped files as distributed (and as Debian installs them) are unpacked in place, as
+        # torchvision's own download does
+        raw = Path(self.root) / self.folder
+        for name in self.files:
+            packed = raw / f"{name}.gz"
+            if not (raw / name).exists() and packed.exists():
+                with gzip.open(packed, "rb") as src, open(raw / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        return super()._missing()
+

@@ -1,0 +1,1 @@
+"""Architectures, each one builder per family; ablations are constructor arguments."""

@@ -1,0 +1,163 @@
+"""The one reader of the config: build everything from it, fit, test, record.
+
+Nothing below this module receives `cfg`: the data module, model, LightningModule, callbacks,
+loggers and trainer are ordinary classes built by `hydra.utils.instantiate` (STYLE.md, 1).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from resnet_exp import console, runs
+from resnet_exp.errors import UserError
+from resnet_exp.module import count_parameters
+
+# The config groups whose choices name a run in TensorBoard's HPARAMS tab and in reports.
+GROUPS = ("model", "data", "augmentation", "optimizer", "scheduler", "trainer", "experiment")
+
+
+def build(node: DictConfig, what: str, **kwargs):
+    """`instantiate`, with a failure turned into a message that names the config group and the
+    overrides the user gave for it (a wrong type such as `optimizer.lr=abc` lands here)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        raise UserError(_bad_config_message(what, e.__cause__ or e)) from e
+
+
+def _bad_config_message(what: str, error: BaseException) -> str:
+    given = [o for o in HydraConfig.get().overrides.task
+             if o.split("=")[0].lstrip("+~").startswith(what)]
+    hint = f" Overrides given for it: {' '.join(given)}." if given else ""
+    return f"Invalid {what} config: {type(error).__name__}: {error}.{hint}"
+
+
+def check_optimizer(optimizer) -> None:
+    """Build the optimizer once over a dummy parameter: a bad value fails here, with its name,
+    rather than after the data has loaded and the first epoch started."""
+    try:
+        optimizer([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as e:
+        raise UserError(_bad_config_message("optimizer", e)) from e
+
+
+def check_input_shape(model: torch.nn.Module, shape: tuple[int, ...], names: str) -> None:
+    """Fail early, and clearly, when the model cannot take the data's images."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *shape))
+    except RuntimeError as e:
+        raise UserError(
+            f"{names}: the model cannot take this data's {'x'.join(map(str, shape))} images "
+            f"({str(e).splitlines()[0]}). Pick a model made for this input size (CIFAR-style "
+            "models for small images, ImageNet ones for 224x224) or change data.image_size."
+        ) from e
+    finally:
+        model.train(was_training)
+
+
+def hparams(cfg: DictConfig, choices: dict) -> dict:
+    """What TensorBoard's HPARAMS tab compares: the group choices and the scalar settings."""
+    flat = {f"choice/{g}": str(choices.get(g)) for g in GROUPS if g in choices}
+    flat.update({"seed": cfg.seed, "deterministic": cfg.deterministic})
+    for group in ("model", "data", "augmentation", "optimizer", "module"):
+        node = OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) else {}
+        for key, value in (node or {}).items():
+            if isinstance(value, (int, float, str, bool)) and not key.startswith("_"):
+                flat[f"{group}/{key}"] = value
+    flat["trainer/max_epochs"] = cfg.trainer.get("max_epochs")
+    return flat
+
+
+def fit_and_test(trainer: pl.Trainer, module, datamodule) -> dict:
+    """Fit, then test the best checkpoint as `test/*` and the last one as `test_last/*`."""
+    trainer.fit(module, datamodule=datamodule)
+    # The last epoch's train/val numbers; testing replaces trainer.logged_metrics.
+    metrics: dict = {
+        f"final/{key.removesuffix('_epoch')}": float(value)
+        for key, value in trainer.logged_metrics.items()
+        if key.startswith(("train/", "val/")) and not key.endswith("_step")
+    }
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and checkpoint.best_model_path:
+        # Read before testing: loading a checkpoint restores the callback's state as it was
+        # when that file was written (best.ckpt predates last.ckpt's path).
+        best_path, last_path = checkpoint.best_model_path, checkpoint.last_model_path
+        metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
+        module.test_prefix = "test"
+        metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=best_path,
+                                    verbose=False)[0])
+        module.test_prefix = "test_last"
+        metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=last_path,
+                                    verbose=False)[0])
+        best = torch.load(best_path, map_location="cpu", weights_only=True)
+        metrics["best_epoch"] = best["epoch"]
+    else:  # fast_dev_run and runs without checkpointing: the weights in hand are the result
+        metrics.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
+    metrics["epochs"] = trainer.current_epoch
+    metrics["global_step"] = trainer.global_step
+    return {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
+
+
+def train(cfg: DictConfig) -> dict:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    choices = dict(hydra_cfg.runtime.choices)
+    record = runs.RunRecord(run_dir)
+    record.start(seed=cfg.seed, extra={"name": cfg.name, "tags": list(cfg.tags),
+                                        "overrides": list(hydra_cfg.overrides.task)})
+    console.print_config(cfg)
+    started = time.perf_counter()
+    try:
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = build(cfg.data, "data")
+        model = build(cfg.model, "model")
+        check_input_shape(model, (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size),
+                          f"model={choices.get('model')} data={choices.get('data')}")
+        optimizer = build(cfg.optimizer, "optimizer")
+        check_optimizer(optimizer)
+        module = build(cfg.module, "module", model=model, optimizer=optimizer,
+                       scheduler=build(cfg.scheduler, "scheduler", _convert_="all"))
+        callbacks = [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c]
+        loggers = [build(lg, "logger") for lg in (cfg.get("logger") or {}).values() if lg]
+        trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+
+        metrics = fit_and_test(trainer, module, datamodule)
+        metrics.update(count_parameters(model))
+        metrics["time/total_s"] = time.perf_counter() - started
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                # Own namespace: TensorBoard would otherwise draw the final values as extra
+                # points at step 0 of the test/* curves.
+                logger.log_hyperparams(hparams(cfg, choices) | count_parameters(model),
+                                       metrics={f"hparams/{k}": v for k, v in metrics.items()})
+            else:
+                logger.log_hyperparams(hparams(cfg, choices))
+            logger.save()
+        record.finish(metrics)
+    except (KeyboardInterrupt, SystemExit):
+        record.end("interrupted")
+        raise
+    except UserError as e:
+        record.end("failed", error=str(e))
+        raise
+    except BaseException as e:
+        record.end("failed", error=f"{type(e).__name__}: {e}")
+        raise
+    summary = {k: metrics[k] for k in ("test/acc", "test_last/acc", "best_epoch", "epochs")
+               if k in metrics}
+    summary["time"] = f"{metrics['time/total_s']:.1f} s"
+    summary["run folder"] = str(run_dir)
+    console.print_summary(f"{cfg.name}: finished", summary)
+    return metrics

@@ -1,0 +1,57 @@
+"""The LightningModule's pieces: parameter groups, metrics per stage, optimizer and scheduler."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_exp.module import Classifier, count_parameters, parameter_groups
+
+
+def small_net(num_classes=3):
+    return nn.Sequential(nn.Conv2d(1, 4, 3, bias=True), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+
+
+def test_bn_and_bias_excluded_from_weight_decay_when_asked():
+    net = small_net()
+    (everything,) = parameter_groups(net, weight_decay_bn_bias=True)
+    assert len(everything["params"]) == 6
+    decay, no_decay = parameter_groups(net, weight_decay_bn_bias=False)
+    # Decayed: the conv and linear weights. Not: conv bias, BN weight and bias, linear bias.
+    assert {id(p) for p in decay["params"]} == {id(net[0].weight), id(net[5].weight)}
+    assert len(no_decay["params"]) == 4 and no_decay["weight_decay"] == 0.0
+    opt = torch.optim.SGD(parameter_groups(net, False), lr=0.1, weight_decay=1e-4)
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
+
+
+def test_parameter_counts_follow_requires_grad():
+    net = small_net()
+    net[0].weight.requires_grad_(False)
+    counts = count_parameters(net)
+    assert counts["params/total"] == 36 + 4 + 8 + 15
+    assert counts["params/trainable"] == counts["params/total"] - 36
+
+
+@pytest.mark.parametrize(("num_classes", "has_top5"), [(3, False), (10, True)])
+def test_top5_only_from_ten_classes(num_classes, has_top5):
+    module = Classifier(small_net(num_classes), num_classes,
+                        optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    assert ("acc_top5" in module.metrics["val_metrics"]) is has_top5
+
+
+def test_scheduler_dict_is_completed_with_the_optimizer():
+    module = Classifier(
+        small_net(), 3, optimizer=functools.partial(torch.optim.SGD, lr=0.1),
+        scheduler={"scheduler": functools.partial(torch.optim.lr_scheduler.StepLR, step_size=2),
+                   "interval": "step", "frequency": 1, "monitor": "val/acc"},
+    )
+    config = module.configure_optimizers()
+    assert isinstance(config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)
+    assert config["lr_scheduler"]["interval"] == "step"
+    assert config["lr_scheduler"]["scheduler"].optimizer is config["optimizer"]
+    module.scheduler = {"scheduler": None, "interval": "epoch"}
+    assert isinstance(module.configure_optimizers(), torch.optim.SGD)
