@@ -29,5 +29,9 @@ class EpochThroughput(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         train_seconds = max(self._last_batch_end - self._start, 1e-9)
-        pl_module.log("time/epoch_s", time.perf_counter() - self._start, on_epoch=True)
-        pl_module.log("time/images_per_s", self._images / train_seconds, on_epoch=True)
+        # Under DDP: the slowest rank's epoch, and the images of all ranks (one all-reduce per
+        # epoch; nothing in a single process).
+        pl_module.log("time/epoch_s", time.perf_counter() - self._start, on_epoch=True,
+                      sync_dist=True, reduce_fx="max")
+        pl_module.log("time/images_per_s", self._images / train_seconds, on_epoch=True,
+                      sync_dist=True, reduce_fx="sum")

@@ -18,10 +18,11 @@ import shutil
 from pathlib import Path
 from urllib.error import URLError
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchvision.datasets as tvd
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from resnet_exp.augment import Augmentation
 from resnet_exp.errors import UserError
@@ -51,6 +52,53 @@ def collate_fn(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, 
     return batch
 
 
+def epoch_seed(seed: int, epoch: int, *stream: int) -> int:
+    """A seed for one epoch of one random stream, mixed by NumPy's SeedSequence: `seed + epoch`
+    would give seed 1's second epoch the shuffle of seed 2's first, correlating a seed study."""
+    return int(np.random.SeedSequence([seed % 2**63, epoch, *stream]).generate_state(1)[0])
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation per epoch drawn from (seed, epoch) alone, as DistributedSampler does: epoch
+    e sees the same order whether the run got there straight or resumed from a checkpoint, so an
+    interrupted epoch replays exactly. Lightning calls `set_epoch` before each epoch."""
+
+    def __init__(self, size: int, seed: int, epoch: int = 0) -> None:
+        self.size, self.seed, self.epoch = size, seed, epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, 0))
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+
+class DeviceBatches(Sampler[torch.Tensor]):
+    """Whole batches of positions as tensors on the device that holds an in-memory set
+    (`data.on_device`): the epoch's order crosses to the device once, instead of a list of ints
+    per batch, and the gather runs there. The order is `order`'s (EpochShuffle: the same batches
+    as from the host) or, without one, the set's own."""
+
+    def __init__(self, order: EpochShuffle | None, size: int, batch_size: int,
+                 device: torch.device) -> None:
+        self.order, self.size, self.batch_size, self.device = order, size, batch_size, device
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.order is not None:
+            self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return -(-self.size // self.batch_size)
+
+    def __iter__(self):
+        order = torch.arange(self.size) if self.order is None else torch.tensor(list(self.order))
+        return iter(order.to(self.device).split(self.batch_size))
+
+
 class DataModule(pl.LightningDataModule):
     """What every data module shares: class filter, splits, loaders and on-device preprocessing.
 
@@ -76,6 +124,7 @@ class DataModule(pl.LightningDataModule):
         seed: int = 0,
         classes: list[str] | None = None,
         max_per_class: int | None = None,
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         if len(mean) not in (1, in_channels) or len(std) != len(mean):
@@ -98,9 +147,10 @@ class DataModule(pl.LightningDataModule):
         self.seed = seed
         self.keep = None if classes is None else [str(c) for c in classes]
         self.max_per_class = max_per_class
+        self.on_device = on_device
         self.classes: list[str] = []
         self.train_set = self.val_set = self.test_set = None
-        self._generators: dict[str, torch.Generator] = {}
+        self._generators: dict[str, tuple[int, torch.Generator]] = {}
         self._stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- splits ---------------------------------------------------------------------------------
@@ -170,11 +220,24 @@ class DataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         in_memory = isinstance(dataset, TensorDataset)
         workers = 0 if in_memory else self.workers
+        sampler = None
+        if train:
+            # Worker processes draw their first batches when the loader is iterated, before
+            # Lightning calls set_epoch: start at the epoch the (possibly resumed) trainer is at.
+            trainer = self.trainer
+            epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
+            sampler = EpochShuffle(len(dataset), self.seed, epoch)
+        device = self._held_on() if in_memory else None
+        if device is not None:
+            batch_size = self.batch_size if train else self.eval_batch_size
+            return DataLoader(dataset, batch_size=None, collate_fn=collate_fn,
+                              sampler=DeviceBatches(sampler, len(dataset), batch_size, device))
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=False,
+            # seeds worker processes; without it DataLoader draws their seed from the global RNG
             generator=torch.Generator().manual_seed(self.seed) if train else None,
             collate_fn=collate_fn if in_memory else None,
             num_workers=workers,
@@ -182,6 +245,24 @@ class DataModule(pl.LightningDataModule):
             persistent_workers=workers > 0,
             prefetch_factor=4 if workers > 0 else None,
         )
+
+    def _held_on(self) -> torch.device | None:
+        """With `on_device` and an accelerator: the device that the in-memory splits now live on,
+        moved there once (CIFAR-10: 184 MB of uint8; the image tensor the splits share moves
+        once and leaves the host). None: they stay on the host."""
+        trainer = self.trainer
+        if not self.on_device or trainer is None or trainer.strategy.root_device.type == "cpu":
+            return None
+        device = trainer.strategy.root_device
+        moved: dict[int, torch.Tensor] = {}  # by id: the originals stay alive until replaced
+        for split in (self.train_set, self.val_set, self.test_set):
+            if isinstance(split, TensorDataset) and split.x.device != device:
+                for name in ("x", "y", "index"):
+                    tensor = getattr(split, name)
+                    if id(tensor) not in moved:
+                        moved[id(tensor)] = tensor.to(device)
+                    setattr(split, name, moved[id(tensor)])
+        return device
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)
@@ -195,12 +276,15 @@ class DataModule(pl.LightningDataModule):
     # -- on-device preprocessing ----------------------------------------------------------------
 
     def _generator(self, device: torch.device) -> torch.Generator:
+        # Reseeded from (seed, epoch, rank) at each epoch's first batch, so an interrupted epoch
+        # replays exactly after a resume; each DDP rank draws its own augmentations.
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        rank = self.trainer.global_rank if self.trainer is not None else 0
         key = str(device)
-        if key not in self._generators:
-            # each DDP rank draws its own augmentations
-            rank = self.trainer.global_rank if self.trainer is not None else 0
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed + rank)
-        return self._generators[key]
+        if key not in self._generators or self._generators[key][0] != epoch:
+            seed = epoch_seed(self.seed, epoch, 1, rank)
+            self._generators[key] = epoch, torch.Generator(device=device).manual_seed(seed)
+        return self._generators[key][1]
 
     def prepare_batch(
         self, x: torch.Tensor, y: torch.Tensor, train: bool

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 STAGES = ("train", "val", "test")
@@ -19,7 +20,7 @@ def parameter_groups(model: nn.Module, weight_decay_bn_bias: bool) -> list[dict]
     (Goyal et al. 2017, arXiv 1706.02677, sec 5.1; torchvision's `--norm-weight-decay 0`).
     """
     if weight_decay_bn_bias:
-        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        return split_by_lr_scale([{"params": [p for p in model.parameters() if p.requires_grad]}])
     decay, no_decay = [], []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
@@ -28,7 +29,21 @@ def parameter_groups(model: nn.Module, weight_decay_bn_bias: bool) -> list[dict]
             is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm,
                                           nn.LayerNorm))
             (no_decay if is_norm or name == "bias" else decay).append(p)
-    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return split_by_lr_scale([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
+
+
+def split_by_lr_scale(groups: list[dict]) -> list[dict]:
+    """Split each group by its parameters' `lr_scale` attribute (set by models/transfer.py: a
+    fine-tuned backbone learns slower than its new head); a split-off group carries `lr_scale`,
+    which `Classifier.configure_optimizers` multiplies into the optimizer's lr."""
+    split = []
+    for group in groups:
+        by_scale: dict[float, list] = {}
+        for p in group["params"]:
+            by_scale.setdefault(getattr(p, "lr_scale", 1.0), []).append(p)
+        split += [group | {"params": params} | ({"lr_scale": scale} if scale != 1.0 else {})
+                  for scale, params in by_scale.items()] or [group]
+    return split
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -54,9 +69,18 @@ class Classifier(pl.LightningModule):
         scheduler: dict | None = None,
         label_smoothing: float = 0.0,
         weight_decay_bn_bias: bool = True,
+        channels_last: bool = False,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         self.model = model
+        # channels_last and compile: speed options, measured in resnet_exp/speed.py's docstring
+        self.channels_last = channels_last
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        if compile:
+            # in place: the state dict keeps its keys, so checkpoints load with or without it
+            model.compile(**({"mode": compile} if isinstance(compile, str) else {}))
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.weight_decay_bn_bias = weight_decay_bn_bias
@@ -70,32 +94,68 @@ class Classifier(pl.LightningModule):
             {
                 f"{stage}_metrics": nn.ModuleDict(
                     {
-                        name: MulticlassAccuracy(num_classes, top_k=k, average="micro")
+                        # validate_args=False: the label checks read values back from the
+                        # device, a host-device sync on every step
+                        name: MulticlassAccuracy(num_classes, top_k=k, average="micro",
+                                                 validate_args=False)
                         for name, k in topk.items()
                     }
                 )
                 for stage in STAGES
             }
         )
+        # the mean loss of each stage's epoch, accumulated on the device ("disable": the NaN
+        # check would read the value back every step)
+        self.losses = nn.ModuleDict({f"{s}_loss": MeanMetric(nan_strategy="disable")
+                                     for s in STAGES})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> dict:
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)
-        prefix = self.test_prefix if stage == "test" else stage
-        on_step = stage == "train"
-        # Loss goes to the progress bar every refresh; accuracy is accumulated on the device and
-        # read once per epoch, so no step waits on a host-device sync for logging.
-        self.log(f"{prefix}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=len(y))
-        for name, metric in self.metrics[f"{stage}_metrics"].items():
+        # Loss and accuracy accumulate on the device and are logged once per epoch
+        # (_log_epoch); the step loss is logged only on the steps Lightning writes to the logger.
+        # A value logged on a step costs a host-device sync (progress bar) and ~0.5 ms of
+        # Lightning's bookkeeping per self.log call: half the step time of the default run.
+        # one value per image (a view), weighting the batch by its size: MeanMetric's weight
+        # argument is ignored with nan_strategy="disable" (torchmetrics 1.9, aggregation.py)
+        self.losses[f"{stage}_loss"].update(loss.detach().expand(len(y)))
+        for metric in self.metrics[f"{stage}_metrics"].values():
             metric.update(logits.detach(), y)
-            self.log(f"{prefix}/{name}", metric, on_step=False, on_epoch=True,
-                     prog_bar=name == "acc", batch_size=len(y))
-        return loss
+        if stage == "train" and self._logs_this_step():
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False)
+        # the logits reach callbacks' on_*_batch_end (perclass.py) without a second forward pass
+        return {"loss": loss, "logits": logits.detach()}
+
+    def _logs_this_step(self) -> bool:
+        # Lightning writes step metrics when (optimizer steps + 1) % log_every_n_steps == 0
+        # (LoggerConnector.should_update_logs), and on every step of a fast_dev_run
+        every = self.trainer.log_every_n_steps
+        if self.trainer.fast_dev_run:
+            return True
+        return every > 0 and (self.global_step + 1) % every == 0
+
+    def _log_epoch(self, stage: str) -> None:
+        prefix = self.test_prefix if stage == "test" else stage
+        # the names a loss logged on step and epoch gets: train/loss_epoch, val/loss, test/loss
+        loss = "loss_epoch" if stage == "train" else "loss"
+        self.log(f"{prefix}/{loss}", self.losses[f"{stage}_loss"], prog_bar=True)
+        for name, metric in self.metrics[f"{stage}_metrics"].items():
+            self.log(f"{prefix}/{name}", metric, prog_bar=name == "acc")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
@@ -104,10 +164,12 @@ class Classifier(pl.LightningModule):
         self._step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
+        return self._step(batch, "test")
 
     def configure_optimizers(self):
         optimizer = self.optimizer(parameter_groups(self.model, self.weight_decay_bn_bias))
+        for group in optimizer.param_groups:  # before the scheduler records its initial_lr
+            group["lr"] *= group.get("lr_scale", 1.0)
         if not self.scheduler or self.scheduler.get("scheduler") is None:
             return optimizer
         lr_scheduler = dict(self.scheduler)

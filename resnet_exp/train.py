@@ -13,11 +13,12 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from resnet_exp import console, runs
+from resnet_exp import checkpoints, console, distributed, resume, runs, speed
 from resnet_exp.errors import UserError
 from resnet_exp.module import count_parameters
 
@@ -80,9 +81,10 @@ def hparams(cfg: DictConfig, choices: dict) -> dict:
     return flat
 
 
-def fit_and_test(trainer: pl.Trainer, module, datamodule) -> dict:
-    """Fit, then test the best checkpoint as `test/*` and the last one as `test_last/*`."""
-    trainer.fit(module, datamodule=datamodule)
+def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None = None) -> dict:
+    """Fit (from `ckpt_path` when resuming), then test the best checkpoint as `test/*` and the
+    last one as `test_last/*`."""
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     # The last epoch's train/val numbers; testing replaces trainer.logged_metrics.
     metrics: dict = {
         f"final/{key.removesuffix('_epoch')}": float(value)
@@ -97,10 +99,10 @@ def fit_and_test(trainer: pl.Trainer, module, datamodule) -> dict:
         metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
         module.test_prefix = "test"
         metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=best_path,
-                                    verbose=False)[0])
+                                    verbose=False, weights_only=True)[0])
         module.test_prefix = "test_last"
         metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=last_path,
-                                    verbose=False)[0])
+                                    verbose=False, weights_only=True)[0])
         best = torch.load(best_path, map_location="cpu", weights_only=True)
         metrics["best_epoch"] = best["epoch"]
     else:  # fast_dev_run and runs without checkpointing: the weights in hand are the result
@@ -114,10 +116,18 @@ def train(cfg: DictConfig) -> dict:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     choices = dict(hydra_cfg.runtime.choices)
-    record = runs.RunRecord(run_dir)
+    rank_zero = distributed.is_rank_zero()  # DDP: every rank runs this; rank 0 alone writes
+    resume_from = None
+    if cfg.get("resume"):
+        if runs.run_status(run_dir) == "finished":
+            return resume.finished(run_dir)  # its metrics and checkpoints stay as they are
+        # last.ckpt, or None: start in the same folder
+        resume_from = resume.prepare(run_dir) if rank_zero else runs.last_checkpoint(run_dir)
+    record = runs.RunRecord(run_dir, write=rank_zero)
     record.start(seed=cfg.seed, extra={"name": cfg.name, "tags": list(cfg.tags),
                                         "overrides": list(hydra_cfg.overrides.task)})
-    console.print_config(cfg)
+    if rank_zero:
+        console.print_config(cfg)
     started = time.perf_counter()
     try:
         pl.seed_everything(cfg.seed, workers=True)
@@ -130,21 +140,35 @@ def train(cfg: DictConfig) -> dict:
         module = build(cfg.module, "module", model=model, optimizer=optimizer,
                        scheduler=build(cfg.scheduler, "scheduler", _convert_="all"))
         callbacks = [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c]
-        loggers = [build(lg, "logger") for lg in (cfg.get("logger") or {}).values() if lg]
+        # Resuming: the checkpoint must fit the model; TensorBoard hides what the interrupted
+        # attempt logged after it.
+        purge_step = checkpoints.resume_step(module, resume_from) if cfg.get("resume") else None
+        loggers = [build(lg, "logger", **resume.logger_kwargs(lg, purge_step))
+                   for lg in (cfg.get("logger") or {}).values() if lg]
         trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+        distributed.check_launch(trainer, multirun=hydra_cfg.mode == RunMode.MULTIRUN)
+        scale = distributed.batch_scale(trainer, cfg.data.batch_size)
+        record.update(**scale)
+        speed.check_precision(trainer.precision, trainer.strategy.root_device)
+        compiled = speed.compile_seconds() if cfg.module.get("compile") else None
 
-        metrics = fit_and_test(trainer, module, datamodule)
+        metrics = fit_and_test(trainer, module, datamodule, ckpt_path=resume_from)
         metrics.update(count_parameters(model))
         metrics["time/total_s"] = time.perf_counter() - started
+        if compiled is not None:  # torch.compile's own time, part of time/total_s
+            metrics["time/compile_s"] = speed.compile_seconds() - compiled
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 # Own namespace: TensorBoard would otherwise draw the final values as extra
                 # points at step 0 of the test/* curves.
-                logger.log_hyperparams(hparams(cfg, choices) | count_parameters(model),
+                logger.log_hyperparams(hparams(cfg, choices) | count_parameters(model)
+                                       | {f"scale/{k}": v for k, v in scale.items()},
                                        metrics={f"hparams/{k}": v for k, v in metrics.items()})
             else:
                 logger.log_hyperparams(hparams(cfg, choices))
             logger.save()
+        for callback in trainer.callbacks:  # nested results (perclass.py), after the flat hparams
+            metrics.update(getattr(callback, "run_metrics", None) or {})
         record.finish(metrics)
     except (KeyboardInterrupt, SystemExit):
         record.end("interrupted")
@@ -159,5 +183,6 @@ def train(cfg: DictConfig) -> dict:
                if k in metrics}
     summary["time"] = f"{metrics['time/total_s']:.1f} s"
     summary["run folder"] = str(run_dir)
-    console.print_summary(f"{cfg.name}: finished", summary)
+    if rank_zero:
+        console.print_summary(f"{cfg.name}: finished", summary)
     return metrics

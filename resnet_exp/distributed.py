@@ -1,0 +1,45 @@
+"""Training in several processes (trainer=ddp): which one owns the run folder, and what one
+optimizer step consumes.
+
+Every rank runs the whole of `train.train`: Lightning re-runs the command line for local ranks
+1..devices-1 (pointing Hydra at the same run folder), srun starts one task per device under SLURM,
+torchrun one per device. Only rank 0 writes run.json and metrics.json or prints; Lightning's
+loggers and ModelCheckpoint are rank-0-only already.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
+from pytorch_lightning.utilities import rank_zero_only
+
+from resnet_exp.errors import UserError
+
+
+def is_rank_zero() -> bool:
+    """True in rank 0 of a multi-process job and in a single process. Known before the Trainer
+    exists: Lightning reads it at import from RANK (torchrun), LOCAL_RANK (the processes its own
+    launcher starts) or SLURM_PROCID (srun)."""
+    return rank_zero_only.rank == 0
+
+
+def batch_scale(trainer: pl.Trainer, batch_size: int) -> dict[str, int]:
+    """The processes and the images one optimizer step averages over: `data.batch_size` is per
+    process, and each process reads its own share of the data (Lightning's DistributedSampler)."""
+    return {
+        "world_size": trainer.world_size,
+        "effective_batch_size": batch_size * trainer.world_size * trainer.accumulate_grad_batches,
+    }
+
+
+def check_launch(trainer: pl.Trainer, multirun: bool) -> None:
+    """Lightning starts the other local ranks by re-running `sys.argv`, which in a local sweep
+    would start the whole sweep again in every rank (`-m` and the sweep lists are in it)."""
+    if multirun and isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
+        raise UserError(
+            f"trainer.devices={trainer.num_devices} with strategy ddp inside a local sweep (-m): "
+            "Lightning starts the other processes by re-running the command line, which would "
+            "re-run the sweep. Run each multi-device job on its own (without -m), sweep them on "
+            "a cluster with hydra/launcher=slurm (srun starts the processes), or use "
+            "trainer.strategy=ddp_spawn"
+        )

@@ -1,0 +1,159 @@
+"""Gradient flow through the weight layers (seeds 000 and 003): where gradients vanish.
+
+`GradientFlow` records, for every conv and linear weight in depth order, the mean absolute gradient
+(the y axis of seed 003's plots) and the L2 norm of the gradient:
+
+- every optimizer step, on the device: two fused norms over all weights (`torch._foreach_norm`,
+  what `torch.nn.utils.clip_grad_norm_` runs), summed into an epoch total, with no host sync;
+- every `every_n_steps` steps, that step's values to TensorBoard, tags
+  `gradient_flow/mean_abs/<index>_<layer>` and `gradient_flow/l2_norm/<index>_<layer>`;
+- every epoch, the epoch's averages to `<run>/gradient_flow.csv` (one row per epoch and layer);
+- at the end of training, seed 003's plot (x layers, y average |gradient|, log scale, one line per
+  epoch) as `<run>/figures/gradient_flow.png` and TensorBoard image `gradient_flow`.
+
+The per-step scalars go to their own event file, `<run>/tensorboard/gradient_flow/` (a run of its
+own in TensorBoard's list): per layer and step they outnumber everything else a run logs about
+100 to 1 (ResNet-110, 164 CIFAR epochs, every 50 steps: 280k of 283k events, 17 MB), and kept
+apart they cost nothing to readers of the run's curves (the report, TensorBoard's first load):
+reading that run's curves took 5.4 s with them in the same file against 0.05 s without
+(scripts/bench_report.py, 2-core CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import nn
+
+from resnet_exp import figures, runs
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """Trainable conv and linear weights with their module names, in registration order, which
+    is depth order for every model in resnet_exp.models (stem, stages, classifier)."""
+    return [
+        (name, module.weight)
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)) and module.weight.requires_grad
+    ]
+
+
+class GradientFlow(pl.Callback):
+    """See the module docstring. `output_dir` is the run folder (`${hydra:runtime.output_dir}`);
+    without one, the trainer's `default_root_dir`."""
+
+    def __init__(self, every_n_steps: int = 50, output_dir: str | None = None) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.output_dir = output_dir
+        self.names: list[str] = []
+        # epoch -> (average |gradient| per layer, average L2 norm per layer, optimizer steps)
+        self.history: dict[int, tuple[list[float], list[float], int]] = {}
+        self._weights: list[nn.Parameter] = []
+        self._writer = None
+        self._root = "."  # the trainer's default_root_dir, set at fit start
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or self._root)
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / runs.GRADIENT_FLOW_FILE
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:  # gradients are all-reduced: rank 0 has them all
+            return
+        self._root = trainer.default_root_dir
+        model = getattr(pl_module, "model", pl_module)
+        layers = weight_layers(model)
+        self.names = [name for name, _ in layers]
+        self._weights = [w for _, w in layers]
+        device = pl_module.device
+        self._numel = torch.tensor([w.numel() for w in self._weights], device=device,
+                                   dtype=torch.float32)
+        self._zero = torch.zeros((), device=device)
+        self._reset()
+        if self.path.exists():  # resumed into the same folder: keep the epochs already done
+            _, done = runs.read_gradient_flow(self.path)
+            self.history = {e: (v, [float("nan")] * len(v), 0)
+                            for e, v in done.items() if e < trainer.current_epoch}
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        if logger is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(os.path.join(logger.log_dir, "gradient_flow"))
+        self._tags = [
+            [f"gradient_flow/{kind}/{i:03d}_{name}" for i, name in enumerate(self.names)]
+            for kind in ("mean_abs", "l2_norm")
+        ]
+
+    def _reset(self) -> None:
+        self._sum = torch.zeros(2, len(self._weights), device=self._numel.device)
+        self._steps = 0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if not self._weights:
+            return
+        # Lightning calls this once the gradients of the step are final (accumulated, unscaled)
+        grads = [w.grad if w.grad is not None else self._zero for w in self._weights]
+        with torch.no_grad():
+            l1 = torch.stack(torch._foreach_norm(grads, 1)).float()
+            l2 = torch.stack(torch._foreach_norm(grads, 2)).float()
+            stats = torch.stack([l1 / self._numel, l2])
+            self._sum += stats
+        self._steps += 1
+        if self._writer is not None and trainer.global_step % self.every_n_steps == 0:
+            values = stats.cpu().tolist()  # the one host sync, every_n_steps apart
+            for tags, row in zip(self._tags, values, strict=True):
+                for tag, value in zip(tags, row, strict=True):
+                    self._writer.add_scalar(tag, value, trainer.global_step)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self._weights or self._steps == 0:
+            return
+        mean_abs, l2 = (self._sum / self._steps).cpu().tolist()
+        self.history[trainer.current_epoch] = (mean_abs, l2, self._steps)
+        self._reset()
+        self._write_csv()
+
+    def _write_csv(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(runs.GRADIENT_FLOW_COLUMNS)
+            for epoch, (mean_abs, l2, steps) in sorted(self.history.items()):
+                for i, name in enumerate(self.names):
+                    writer.writerow((epoch, i, name, f"{mean_abs[i]:.6e}", f"{l2[i]:.6e}", steps))
+        os.replace(tmp, self.path)  # readers never see half a file
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not self.history:
+            return
+        fig = figures.gradient_flow(
+            self.names, {epoch: h[0] for epoch, h in self.history.items()},
+            title=f"Gradient flow: {type(getattr(pl_module, 'model', pl_module)).__name__}, "
+                  f"{len(self.names)} weight layers",
+        )
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        figures.save(fig, self.run_dir / runs.FIGURES_DIR / "gradient_flow.png",
+                     logger.experiment if logger else None, "gradient_flow", trainer.global_step)
+        self._close()
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._close()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._close()

@@ -1,0 +1,99 @@
+"""Transfer learning (seed 000, simulation 5): a pretrained ResNet backbone under a new head.
+
+Three modes, compared in `conf/experiment/transfer_learning*.yaml`:
+
+- `scratch`: the same network, randomly initialised, everything trained (the baseline).
+- `feature_extract`: the pretrained backbone is frozen, its batch norm included: frozen BN layers
+  stay in eval mode and normalise with the pretrained running statistics even while the rest of
+  the model trains (as Keras does for `trainable = False` layers). Only the new head learns.
+- `finetune`: the new head plus the last `trainable_stages` stages of the backbone are trained,
+  the backbone at `backbone_lr_scale` times the head's rate; earlier stages stay frozen as above.
+
+The network keeps its own class and state-dict keys (nothing is wrapped), so a fine-tuned
+checkpoint loads back into the plain model config. Stages are the stem (the layers before
+`layer1`), then `layer1`, `layer2`, ... of torchvision's and the CIFAR ResNets; `fc` is the head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from resnet_exp.errors import UserError
+
+MODES = ("scratch", "feature_extract", "finetune")
+
+
+def _keep_eval(module: nn.Module, args: tuple) -> None:
+    # A forward pre-hook: runs after any model.train() call, so a frozen BN layer never uses batch
+    # statistics nor updates its running ones, whoever switched the model to training.
+    module.train(False)
+
+
+def stages(model: nn.Module) -> list[list[nn.Module]]:
+    """[stem, layer1, layer2, ...]: the backbone's trainable units, input side first."""
+    children = dict(model.named_children())
+    layers = [name for name in children if name.startswith("layer")]
+    if not layers or not isinstance(children.get("fc"), nn.Linear):
+        raise UserError(
+            f"model.backbone builds a {type(model).__name__}, but transfer learning needs a ResNet "
+            "with stages layer1, layer2, ... and a linear classifier `fc`: use "
+            "resnet_exp.models.resnet.resnet (ImageNet ResNets) or .CifarResNet."
+        )
+    names = list(children)
+    stem = [children[n] for n in names[: names.index(layers[0])]]
+    return [stem] + [[children[n]] for n in layers]
+
+
+def transfer(
+    backbone: Callable[..., nn.Module],
+    mode: str = "finetune",
+    weights: str | None = None,
+    trainable_stages: int = 1,
+    backbone_lr_scale: float = 0.1,
+) -> nn.Module:
+    """Build `backbone(weights=...)`, give it a new head and freeze what `mode` says.
+
+    backbone: a model builder (`_partial_` config) taking `weights`. weights: a torchvision weights
+    name (IMAGENET1K_V1) or a checkpoint this framework wrote; ignored by `scratch`.
+    trainable_stages: how many of the last stages `finetune` trains (the stem counts as one).
+    backbone_lr_scale: the fine-tuned stages' learning rate relative to the head's; 0.1 moves the
+    pretrained features ten times slower than the fresh classifier, so a head that starts random
+    does not wreck them in the first steps.
+    """
+    if mode not in MODES:
+        raise UserError(f"model.mode={mode!r}: choose one of {', '.join(MODES)}.")
+    if mode != "scratch" and not weights:
+        raise UserError(
+            f"model.mode={mode} needs pretrained weights: set model.weights to a torchvision name "
+            "(IMAGENET1K_V1) or a checkpoint path (outputs/runs/<run>/checkpoints/best.ckpt), or "
+            "use model.mode=scratch."
+        )
+    model = backbone(weights=None if mode == "scratch" else weights)
+    units = stages(model)
+    if mode == "scratch":
+        return model
+    if mode == "finetune" and not 1 <= trainable_stages <= len(units):
+        raise UserError(
+            f"model.trainable_stages={trainable_stages}: this backbone has {len(units)} stages "
+            f"(stem + {len(units) - 1} layers); fine-tune 1 to {len(units)} of them, or use "
+            "model.mode=feature_extract to train the head alone."
+        )
+    # A new head even when the pretrained one has the right shape: the target's classes are new.
+    model.fc.reset_parameters()
+    trained = units[len(units) - trainable_stages :] if mode == "finetune" else []
+    trained_ids = {id(p) for unit in trained for m in unit for p in m.parameters()}
+    head_ids = {id(p) for p in model.fc.parameters()}
+    for p in model.parameters():
+        if id(p) in head_ids:
+            continue
+        if id(p) in trained_ids:
+            p.lr_scale = backbone_lr_scale  # read by resnet_exp.module.parameter_groups
+        else:
+            p.requires_grad_(False)
+    trained_modules = {id(m) for unit in trained for top in unit for m in top.modules()}
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in trained_modules:
+            m.register_forward_pre_hook(_keep_eval)
+    return model

@@ -1,0 +1,129 @@
+"""`python -m resnet_exp.reproduce RUN_DIR [overrides] [--trust]`: run a finished run again.
+
+Replays the run's saved overrides (resume.py: allow-list, drift warning) plus any given, as a new
+run in a new folder whose run.json records `reproduces: RUN_DIR`, then prints its final metrics
+beside the original's. With `deterministic=true` a CPU run reproduces every metric exactly
+(tests/test_reproduce.py); the time/* entries measure the machine, not the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from resnet_exp import resume, runs
+from resnet_exp.errors import UserError
+
+IGNORED_PREFIXES = ("time/",)  # wall-clock measurements differ between any two runs
+
+
+def compare(original: dict, new: dict) -> tuple[list[tuple[str, object, object, str]], int]:
+    """Rows (metric, original, new, difference) over the scalar metrics of either run, and the
+    number of differing ones, time/* aside."""
+    rows, differ = [], 0
+    for key in [k for k in original if k in new] + [k for k in new if k not in original] + [
+            k for k in original if k not in new]:
+        a, b = original.get(key), new.get(key)
+        if isinstance(a, dict) or isinstance(b, dict):
+            continue
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            same = a == b or (math.isnan(a) and math.isnan(b))
+            diff = "=" if same else f"{b - a:+.6g}"
+        else:
+            same = a == b
+            diff = "=" if same else "missing"
+        if not same and not key.startswith(IGNORED_PREFIXES):
+            differ += 1
+        rows.append((key, a, b, diff))
+    return rows, differ
+
+
+def print_comparison(run_dir: Path, new_dir: Path, original: dict, new: dict) -> int:
+    from rich.table import Table
+
+    from resnet_exp.console import console
+
+    rows, differ = compare(original, new)
+    table = Table(title=f"reproduction of {run_dir}", header_style="bold")
+    for column, justify in (("metric", "left"), ("original", "right"),
+                            ("reproduced", "right"), ("difference", "right")):
+        table.add_column(column, justify=justify)
+    for key, a, b, diff in rows:
+        style = None if diff == "=" or key.startswith(IGNORED_PREFIXES) else "bold red"
+        table.add_row(key, _fmt(a), _fmt(b), diff, style=style)
+    console.print(table)
+    compared = sum(not k.startswith(IGNORED_PREFIXES) for k, *_ in rows)
+    verdict = (f"identical: all {compared} metrics (time/* aside)" if differ == 0
+               else f"{differ} of {compared} metrics differ")
+    console.print(f"{verdict}; new run: {new_dir}")
+    return differ
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def reproduce(run_dir: Path, overrides: list[str], trust: bool = False) -> tuple[Path, dict]:
+    """Run RUN_DIR's config again as a new run; returns its folder and metrics."""
+    from resnet_exp.guards import exit_on_sigterm
+    from resnet_exp.train import train
+
+    run_dir = Path(run_dir).resolve()
+    replayed, _ = resume.load_run(run_dir, overrides, trust)
+    result: dict = {}
+
+    @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+    def job(cfg: DictConfig) -> None:
+        new_dir = Path(HydraConfig.get().runtime.output_dir)
+        result["run_dir"] = new_dir
+        runs.note(new_dir, reproduces=str(run_dir))  # RunRecord.start keeps it
+        try:
+            with exit_on_sigterm():
+                result["metrics"] = train(cfg)
+        except UserError as e:  # raised through Hydra, it would print a traceback
+            result["error"] = e
+
+    argv = sys.argv
+    sys.argv = [argv[0], *replayed]
+    try:
+        job()
+    finally:
+        sys.argv = argv
+    if "error" in result:
+        raise result["error"]
+    return result["run_dir"], result["metrics"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m resnet_exp.reproduce",
+        description="Run a finished run again from its saved config and compare the metrics.")
+    parser.add_argument("run_dir", type=Path, help="the run folder to reproduce")
+    parser.add_argument("overrides", nargs="*", help="extra overrides, e.g. trainer.max_epochs=2")
+    parser.add_argument("--trust", action="store_true",
+                        help="accept _target_ entries outside the allow-list (trust.py)")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        runs.load_config(args.run_dir)
+        metrics_file = args.run_dir / runs.METRICS_FILE
+        original = runs.read_json(metrics_file) if metrics_file.is_file() else {}
+        if not original:
+            print(f"note: {args.run_dir} has no metrics.json (status: "
+                  f"{runs.run_status(args.run_dir)}): nothing to compare with", file=sys.stderr)
+        new_dir, metrics = reproduce(args.run_dir, args.overrides, trust=args.trust)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if original:
+        print_comparison(args.run_dir, new_dir, original, metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""What the augmentation does: a few training images, each beside independent augmentations of
+it, exactly as the network receives them (the data module's own on-device pipeline)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from resnet_exp import figures, runs
+from resnet_exp.perclass import image_stats
+
+
+class AugmentedSamples(pl.Callback):
+    """At the start of training, `num_images` training images (evenly spaced through the training
+    set) and `draws` augmentations of each: `<run>/figures/augmented_samples.png` and TensorBoard
+    image `train/augmented_samples`.
+
+    Leaves the run untouched: the images come from the dataset directly (not an extra pass of the
+    shuffled loader, which would advance its sampler), global RNGs are restored afterwards, and
+    the augmentations are drawn by a copy of the data module with its own generators, so the
+    training batches are the same with this callback as without it.
+    """
+
+    def __init__(self, output_dir: str | None = None, num_images: int = 8, draws: int = 5) -> None:
+        self.output_dir = output_dir
+        self.num_images = num_images
+        self.draws = draws
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        datamodule = trainer.datamodule
+        dataset = getattr(datamodule, "train_set", None)
+        if not trainer.is_global_zero or dataset is None or not hasattr(datamodule,
+                                                                         "prepare_batch"):
+            return
+        count = min(self.num_images, len(dataset))
+        rows = torch.linspace(0, len(dataset) - 1, count).long().tolist()
+        view = copy.copy(datamodule)
+        view._generators = {}  # fresh generators: the run's own keep their state
+        with torch.random.fork_rng(devices=[]):  # folder sets crop with the global RNG
+            images, labels = zip(*(dataset[i] for i in rows), strict=True)
+            x, y = torch.stack(images), torch.as_tensor([int(label) for label in labels])
+            stored, _ = view.prepare_batch(x, y, train=False)
+            draws = [view.prepare_batch(x, y, train=True)[0] for _ in range(self.draws)]
+        stats = image_stats(datamodule)
+        augmentation = getattr(datamodule, "augmentation", None)
+        on = {k: v for k, v in getattr(augmentation, "__dict__", {}).items() if v}
+        settings = ", ".join(f"{k}={v}" for k, v in on.items())
+        if all(torch.equal(d, stored) for d in draws):  # augmentation=none, or all of it off
+            draws = []
+            title = "Training images as the network sees them: no augmentation"
+        else:
+            title = f"Training images and {self.draws} augmentations of each ({settings})"
+        fig = figures.augmented(figures.displayable(stored, *stats),
+                                [figures.displayable(d, *stats) for d in draws], title)
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        path = Path(self.output_dir or trainer.default_root_dir) / runs.FIGURES_DIR
+        figures.save(fig, path / "augmented_samples.png", logger.experiment if logger else None,
+                     "train/augmented_samples", trainer.global_step)

@@ -1,0 +1,183 @@
+"""Every study in conf/experiment/ composes, states where it comes from, and runs end to end
+under `trainer=smoke` (STYLE.md, 3 and 11).
+
+The runs are in-process `train(cfg)` calls on the composed config, the path the CLI takes after
+Hydra, so each costs seconds rather than a subprocess start. The studies' datasets (CIFAR-10/100,
+ImageNet, a cats-vs-dogs folder) are not available to the tests, so each run points `data` at tiny
+files written here in the real on-disk format (JPEG class folders, the ImageNet layout), or, for
+CIFAR-100, at `data=synthetic` with its 100 classes and 32x32 images. Batch sizes shrink where the
+full one would make three smoke steps of an ImageNet-sized model take a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONF, compose_config
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+from torchvision.io import write_jpeg
+
+from resnet_exp import runs
+from resnet_exp.models.resnet import CifarResNet
+from resnet_exp.train import train
+
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+           "truck"]
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on the shared 2-core machine, two OpenMP threads that spin-wait for
+    each other made a ResNet-56 step 10-30x slower than one thread (measured under load 9)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def image_folder(root: Path, splits: dict[str, int], classes: list[str], size: int) -> Path:
+    """JPEG files in <root>/<split>/<class>/, each class a different mean colour (learnable)."""
+    gen = torch.Generator().manual_seed(0)
+    for split, per_class in splits.items():
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                base = torch.tensor([(37 * c) % 256, (91 * c) % 256, (53 * c) % 256])
+                noise = torch.randint(-40, 40, (3, size, size), generator=gen)
+                image = (base[:, None, None] + noise).clamp(0, 255).to(torch.uint8)
+                write_jpeg(image, str(folder / f"{i:04d}.jpg"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def cifar_folder(tmp_path_factory) -> Path:
+    return image_folder(tmp_path_factory.mktemp("cifar10-jpeg"), {"train": 8, "test": 2},
+                        CIFAR10, 32)
+
+
+# The overrides each study needs to run on the tiny files; {cifar} etc. are filled in per test.
+CIFAR = ["data=imagefolder", "data.root={cifar}", "data.val_size=10", "data.batch_size=4"]
+SMOKE = {
+    "resnet56_cifar10_steplr": CIFAR,
+    "he2016_resnet56_cifar10": CIFAR,
+    "cifar10_resnet18_cutout": CIFAR,
+    "residual_vs_standard_blocks": CIFAR,
+    "transfer_pretrain_cifar8": CIFAR,
+    "imagenet_plain_vs_resnet18_cutout": ["data.root={imagenet}", "data.num_classes=2",
+                                          "data.batch_size=4", "data.num_workers=0"],
+    "vgg_depth_sweep_cifar100": ["data=synthetic", "data.num_classes=100", "data.num_train=200",
+                                 "data.num_val=50", "data.num_test=50", "data.batch_size=4"],
+    "transfer_learning": ["data.root={pets}", "data.batch_size=4", "data.max_per_class=4",
+                          "data.num_workers=0"],
+    "transfer_learning_cifar": [*CIFAR, "model.weights={checkpoint}"],
+}
+
+
+def smoke_run(tmp_path: Path, experiment: str, *extra: str, **paths) -> dict:
+    overrides = [o.format(**paths) for o in SMOKE[experiment]]
+    cfg = compose_config([f"experiment={experiment}", "trainer=smoke", *overrides, *extra],
+                         tmp_path)
+    try:
+        metrics = train(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    assert runs.read_json(tmp_path / runs.RUN_FILE)["status"] == "finished"
+    assert metrics["epochs"] == 1 and 0.0 <= metrics["test/acc"] <= 1.0
+    return metrics
+
+
+def test_every_experiment_has_a_smoke_run_here():
+    assert set(EXPERIMENTS) - {"cifar10_fast"} <= set(SMOKE), "add its overrides to SMOKE"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_header_names_command_source_and_cost(experiment):
+    text = (CONF / "experiment" / f"{experiment}.yaml").read_text()
+    assert text.startswith("# @package _global_\n")
+    header = text.split("\ndefaults:")[0]
+    assert f"experiment={experiment}" in header, "the command that runs it"
+    assert "Source" in header and "Cost" in header
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_and_each_sweep_point_compose(compose_cfg, experiment):
+    """The whole sweep (hydra.sweeper.params) composes, every interpolation resolving."""
+    cfg = compose_cfg(f"experiment={experiment}")
+    assert cfg.name and not cfg.name.startswith(f"{cfg.hydra.runtime.choices.model}_"
+                                                 f"{cfg.hydra.runtime.choices.data}")
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    points = [[]]
+    for key, values in params.items():
+        points = [p + [f"{key}={v}"] for p in points for v in str(values).split(",")]
+    names = set()
+    for point in points:
+        cfg = compose_cfg(f"experiment={experiment}", *point)
+        resolved = OmegaConf.to_container(
+            OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
+        names.add(resolved["name"])
+    assert len(names) == len(points), "each sweep point gets its own run name"
+
+
+@pytest.mark.parametrize("experiment", [
+    "resnet56_cifar10_steplr", "he2016_resnet56_cifar10", "cifar10_resnet18_cutout",
+    "residual_vs_standard_blocks", "vgg_depth_sweep_cifar100",
+])
+def test_cifar_studies_run_under_smoke(tmp_path, cifar_folder, experiment):
+    smoke_run(tmp_path, experiment, cifar=cifar_folder)
+
+
+def test_imagenet_study_runs_under_smoke(tmp_path):
+    imagenet = image_folder(tmp_path / "imagenet", {"train": 6, "val": 2},
+                            ["n01440764", "n02102040"], 64)
+    # the Cutout arm of the sweep: 112x112 holes on the 224x224 random-resized crops
+    smoke_run(tmp_path / "run", "imagenet_plain_vs_resnet18_cutout", "augmentation=imagenet_cutout",
+              imagenet=imagenet)
+
+
+def test_offline_transfer_runs_end_to_end(tmp_path, cifar_folder):
+    """Pretrain on the 8 classes without cat and dog, then transfer that checkpoint in each mode."""
+    pretrain = smoke_run(tmp_path / "pretrain", "transfer_pretrain_cifar8", cifar=cifar_folder)
+    resnet20 = sum(p.numel() for p in CifarResNet(20, num_classes=8).parameters())
+    assert pretrain["params/total"] == resnet20
+    checkpoint = tmp_path / "pretrain" / runs.CHECKPOINT_DIR / "best.ckpt"
+    trainable = {}
+    for mode in ("scratch", "feature_extract", "finetune"):
+        metrics = smoke_run(tmp_path / mode, "transfer_learning_cifar", f"model.mode={mode}",
+                            cifar=cifar_folder, checkpoint=checkpoint)
+        trainable[mode] = metrics["params/trainable"]
+        assert metrics["params/total"] == resnet20 - 6 * 65  # a 2-class head of 64 + 1
+    assert trainable["feature_extract"] == 64 * 2 + 2
+    assert trainable["feature_extract"] < trainable["finetune"] < trainable["scratch"]
+
+
+def test_online_transfer_runs_with_cached_torchvision_weights(tmp_path, monkeypatch):
+    """experiment=transfer_learning as a user with internet runs it: torchvision's ResNet-18
+    weights come from torch's hub cache (here a stand-in file under its real name, since this
+    machine has no internet) onto a cats-vs-dogs folder of 224x224 JPEGs."""
+    from torchvision.models import ResNet18_Weights
+
+    from resnet_exp.models.resnet import resnet
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    url = ResNet18_Weights.IMAGENET1K_V1.url
+    torch.save(resnet(18, num_classes=1000).state_dict(), cache / url.rsplit("/", 1)[1])
+    pets = image_folder(tmp_path / "pets", {"train": 4, "val": 2}, ["cat", "dog"], 64)
+    metrics = smoke_run(tmp_path / "run", "transfer_learning", pets=pets)
+    assert metrics["params/trainable"] == sum(  # layer4 + the 2-class head
+        p.numel() for p in resnet(18, num_classes=2).layer4.parameters()) + 512 * 2 + 2
+
+
+def test_smoke_needs_no_other_change_than_trainer(compose_cfg):
+    """A user's `trainer=smoke` shortens a study to the smoke length, whatever its own budget."""
+    run = functools.partial(compose_cfg, "trainer=smoke")
+    for experiment in EXPERIMENTS:
+        trainer = run(f"experiment={experiment}").trainer
+        assert trainer.max_epochs == 1 and trainer.get("max_steps", -1) == -1, experiment

@@ -1,0 +1,152 @@
+"""Resume: a run killed with real signals at several points and resumed ends exactly like its
+uninterrupted twin (CPU, deterministic=true): same metrics.json, same TensorBoard curves with no
+duplicate steps. Subprocesses observe the run folder: a signal is sent once last.ckpt has been
+replaced (os.replace gives each save a new inode) and the epoch's scalars logged after it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+
+# ResNet-20 on the digits, 3 epochs of 3 batches; the figure callbacks only cost time here.
+EPOCHS = 3
+ARGS = [f"trainer.max_epochs={EPOCHS}", "trainer=smoke", "deterministic=true",
+        "~callbacks.per_class", "~callbacks.augmented_samples", "~callbacks.progress_bar",
+        "~callbacks.model_summary"]
+TIMEOUT = 300
+# One thread: on a shared 2-core machine OpenMP's spinning threads made a tiny run 20x slower
+# (0.8 s vs 20 s measured); every run compared here uses the same count, which float sums need.
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def comparable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar as (step, value) pairs, as TensorBoard shows them: events that a
+    resumed run logged again are purged (SummaryWriter purge_step), so duplicates would show."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+            for tag in events.Tags()["scalars"] if "time/" not in tag}
+
+
+def _tensorboard_bytes(run: Path) -> int:
+    return sum(f.stat().st_size for f in (run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def interrupt(args: list[str], cwd: Path, run: Path, sig: signal.Signals,
+              after_save: bool = True) -> int:
+    """Start `python -m resnet_exp ARGS`, wait until it has saved last.ckpt once and logged the
+    epoch's scalars after it (so it is in the next epoch), or with `after_save=False` until it
+    has logged its first training step, then send `sig`; returns the exit status."""
+    ckpt = run / "checkpoints" / "last.ckpt"
+    before = ckpt.stat().st_ino if ckpt.exists() else None
+    if not after_save:
+        before = -1  # any state of the folder will do: wait for scalars only
+    process = subprocess.Popen(
+        [sys.executable, "-m", "resnet_exp", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **ENV})
+    try:
+        deadline, logged = time.monotonic() + TIMEOUT, None
+        while True:
+            assert process.poll() is None, f"finished before {sig.name}: {process.stderr.read()}"
+            assert time.monotonic() < deadline
+            if logged is None and (before == -1 or ckpt.exists() and ckpt.stat().st_ino != before):
+                logged = _tensorboard_bytes(run)
+            if logged is not None and _tensorboard_bytes(run) > logged:
+                break
+            time.sleep(0.01)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        process.kill()
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return process.returncode
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory):
+    """The uninterrupted run, started in the background: call it for its folder once done."""
+    cwd = tmp_path_factory.mktemp("twin")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "resnet_exp", *ARGS, "hydra.run.dir=run"], cwd=cwd,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **ENV})
+
+    def finished() -> Path:
+        _, stderr = process.communicate(timeout=TIMEOUT)
+        assert process.returncode == 0, (stderr or "")[-3000:]
+        return cwd / "run"
+
+    yield finished
+    process.kill()
+
+
+def test_killed_three_times_and_resumed_ends_exactly_like_the_twin(twin, tmp_path):
+    run = tmp_path / "run"
+    # SIGINT (Ctrl-C) in epoch 0, before any checkpoint: the resume starts over in the folder
+    assert interrupt([*ARGS, f"hydra.run.dir={run}"], tmp_path, run, signal.SIGINT,
+                     after_save=False) != 0
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert not (run / "checkpoints" / "last.ckpt").exists()
+    # resumed: epoch 0 saved, SIGTERM (a scheduler) in epoch 1
+    assert interrupt([f"resume={run}"], tmp_path, run, signal.SIGTERM) == 143
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    # resumed: epoch 1 replayed and saved, SIGKILL in epoch 2: nothing runs after it, the
+    # status stays running
+    assert interrupt([f"resume={run}"], tmp_path, run, signal.SIGKILL) == -signal.SIGKILL
+    assert json.loads((run / "run.json").read_text())["status"] == "running"
+    assert not (run / "metrics.json").exists()
+
+    result = run_cli([f"resume={run}"], tmp_path, timeout=TIMEOUT, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished"
+    assert [r["status"] for r in info["resumed"]] == ["interrupted", "interrupted", "running"]
+    twin = twin()
+    twin_metrics = json.loads((twin / "metrics.json").read_text())
+    assert twin_metrics["epochs"] == EPOCHS and twin_metrics["global_step"] == 3 * EPOCHS
+    assert comparable(json.loads((run / "metrics.json").read_text())) == comparable(twin_metrics)
+    assert scalars(run) == scalars(twin)
+    assert (run / ".hydra" / "overrides.yaml").read_text() == (
+        twin / ".hydra" / "overrides.yaml").read_text().replace("hydra.run.dir=run\n", "")
+
+
+def test_resuming_a_finished_run_changes_nothing(twin, tmp_path):
+    twin = twin()
+    before = {p: p.read_bytes() for p in (twin / "metrics.json", twin / "run.json")}
+    result = run_cli([f"resume={twin}"], tmp_path, timeout=TIMEOUT, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "finished already" in " ".join(result.stdout.split())
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_a_sweep_rerun_with_resume_skips_finished_jobs_and_resumes_the_interrupted_one(
+        twin, tmp_path):
+    sweep = tmp_path / "sweep"
+    command = ["-m", f"hydra.sweep.dir={sweep}", "resume=true", *ARGS[1:],
+               f"trainer.max_epochs=1,{EPOCHS}"]
+    # job 0 (1 epoch) finishes; job 1 (the twin's config) is stopped by SIGTERM in its epoch 1
+    assert interrupt(command, tmp_path, sweep / "1", signal.SIGTERM) == 143
+    assert json.loads((sweep / "1" / "run.json").read_text())["status"] == "interrupted"
+    finished = {p: p.read_bytes() for p in (sweep / "0" / "metrics.json", sweep / "0" / "run.json")}
+
+    result = run_cli(command, tmp_path, timeout=TIMEOUT, env=ENV)  # the same command again
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "finished already: not run again" in " ".join(result.stdout.split())  # rich wraps
+    assert {p: p.read_bytes() for p in finished} == finished
+    info = json.loads((sweep / "1" / "run.json").read_text())
+    assert info["status"] == "finished" and len(info["resumed"]) == 1
+    assert comparable(json.loads((sweep / "1" / "metrics.json").read_text())) == comparable(
+        json.loads((twin() / "metrics.json").read_text()))

@@ -1,0 +1,248 @@
+"""Scaling out on existing engines: Hydra's joblib and submitit launchers, the Optuna sweeper,
+Lightning's DDP. Each test runs the real command line in a subprocess on the embedded digits."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+from conftest import ROOT, run_cli
+from omegaconf import OmegaConf
+from torch.utils.data import DistributedSampler
+
+from resnet_exp import runs
+from resnet_exp.sweeps import swept_keys
+
+# Every job as short as a run can be: 3 training batches, no rich widgets or figures to draw
+# (the figures take ~9 of a smoke run's ~12 CPU seconds here).
+LEAN = ["~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.per_class",
+        "~callbacks.augmented_samples"]
+SMOKE = ["trainer=smoke", *LEAN]
+
+
+def sweep_dir(cwd: Path) -> Path:
+    sweeps = sorted((cwd / "outputs" / "multirun").iterdir())
+    assert len(sweeps) == 1, sweeps
+    return sweeps[0]
+
+
+def job_info(sweep: Path) -> list[dict]:
+    return [runs.read_json(job / runs.RUN_FILE) for job in runs.find_runs(sweep)]
+
+
+def test_configs_compose_with_resources_from_the_trainer(compose_cfg):
+    cfg = compose_cfg("hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2",
+                      "trainer.devices=8")
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")  # the plugin's config, extended
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 8, 8)
+    assert launcher.max_num_timeout > 0  # time-outs requeue
+    launcher = compose_cfg("hydra/launcher=slurm").hydra.launcher
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
+    sweeper = compose_cfg("hparams_search=cifar_resnet").hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 0
+    assert sweeper.storage.endswith("/optuna.db")
+    assert set(sweeper.params) == {"optimizer.lr", "optimizer.weight_decay",
+                                   "module.label_smoothing"}
+
+
+def test_effective_batch_and_the_local_sweep_guard():
+    from resnet_exp import distributed
+    from resnet_exp.errors import UserError
+
+    def trainer(**kwargs):
+        return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, **kwargs)
+
+    ddp = trainer(devices=2, strategy="ddp", accumulate_grad_batches=4)
+    assert distributed.batch_scale(ddp, 64) == {"world_size": 2, "effective_batch_size": 512}
+    assert distributed.batch_scale(trainer(devices=1), 64)["effective_batch_size"] == 64
+    with pytest.raises(UserError, match="inside a local sweep"):
+        distributed.check_launch(ddp, multirun=True)
+    distributed.check_launch(ddp, multirun=False)
+    distributed.check_launch(trainer(devices=2, strategy="ddp_spawn"), multirun=True)
+
+
+def test_swept_keys_are_the_overrides_that_differ():
+    jobs = [{"model": "resnet20", "seed": "1"}, {"model": "resnet20", "seed": "2", "x": "0"}]
+    assert swept_keys(jobs) == ["seed", "x"]
+    assert swept_keys(jobs[:1]) == ["model", "seed"]
+
+
+class Rendezvous(pl.Callback):
+    """Test-only: each job writes its process id into `folder` as training starts, then waits
+    until `jobs` jobs have: jobs that run one after another time out here instead."""
+
+    def __init__(self, folder: str, jobs: int, timeout_s: float = 120) -> None:
+        self.folder, self.jobs, self.timeout_s = Path(folder), jobs, timeout_s
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / str(os.getpid())).touch()
+        deadline = time.monotonic() + self.timeout_s
+        while len(list(self.folder.iterdir())) < self.jobs:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the other jobs never started beside this one ({self.folder})")
+            time.sleep(0.1)
+
+
+TESTS_ON_PATH = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}  # for the test-only callbacks
+
+
+def test_joblib_runs_two_jobs_at_once_with_one_thread_share_each(tmp_path):
+    meeting = tmp_path / "meeting"
+    result = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMOKE,
+                      "+callbacks.rendezvous._target_=test_sweeps.Rendezvous",
+                      f"+callbacks.rendezvous.folder={meeting}", "+callbacks.rendezvous.jobs=2",
+                      "seed=1,2"], tmp_path, timeout=300, env=TESTS_ON_PATH)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list(meeting.iterdir())) == 2  # two worker processes, training at the same time
+    sweep = sweep_dir(tmp_path)
+    assert [p.name for p in runs.find_runs(sweep)] == ["0", "1"]
+    first, second = job_info(sweep)
+    assert first["status"] == second["status"] == "finished"
+    assert (first["seed"], second["seed"]) == (1, 2)
+    # joblib's loky workers cap every thread pool at cpu_count // n_jobs (OMP_NUM_THREADS)
+    import joblib
+
+    threads = max(1, joblib.cpu_count() // 2)
+    assert first["device"].endswith(f", {threads} threads"), first["device"]
+    # the end-of-sweep table: both jobs, the swept key, their status
+    out = result.stdout
+    assert "2 jobs in" in out and "seed" in out and out.count("finished") >= 2, out[-2000:]
+
+
+def test_submitit_local_sweep_with_the_slurm_commands_resume_flag(tmp_path):
+    # The SLURM launcher's code path (submitit pickles the job, a fresh process runs it),
+    # through submitit's local executor; resume=true as the README's SLURM command gives it:
+    # fresh folders simply start. Unlike joblib, submitit's local executor leaves thread counts
+    # alone (on SLURM, cpus_per_task bounds them): one thread each keeps 2 jobs on 2 cores.
+    result = run_cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
+                      "resume=true", *SMOKE, "seed=1,2"], tmp_path, timeout=300,
+                     env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = sweep_dir(tmp_path)
+    info = job_info(sweep)
+    assert [j["status"] for j in info] == ["finished", "finished"]
+    assert "resumed" not in info[0]
+    for job in runs.find_runs(sweep):
+        metrics = runs.read_json(job / runs.METRICS_FILE)
+        assert 0.0 <= metrics["val/acc_best"] <= 1.0
+    assert list((sweep / ".submitit").glob("*/*_log.out")), "submitit wrote no job logs"
+    assert "2 jobs in" in result.stdout
+
+
+def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path):
+    import optuna
+
+    # label smoothing above 1 makes the loss raise on the first step. With the search's
+    # TPE seed (0), the 3 random start-up trials draw 0.90, 0.97 and 1.45 from [0, 1.5].
+    result = run_cli(["-m", "hparams_search=cifar_resnet", "hydra.sweeper.n_trials=3", *SMOKE,
+                      "module.label_smoothing=interval(0.0, 1.5)"], tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = sweep_dir(tmp_path)
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    trials = optuna.load_study(study_name="cifar_resnet", storage=storage).trials
+    assert len(trials) == 3
+    jobs = runs.find_runs(sweep)
+    states = [t.state for t in trials]
+    assert optuna.trial.TrialState.FAIL in states and optuna.trial.TrialState.COMPLETE in states
+    for trial, job in zip(trials, jobs, strict=True):
+        failing = trial.params["module.label_smoothing"] > 1.0
+        assert 0.01 <= trial.params["optimizer.lr"] <= 0.5
+        info = runs.read_json(job / runs.RUN_FILE)
+        if failing:
+            assert trial.state == optuna.trial.TrialState.FAIL
+            assert info["status"] == "failed" and "label_smoothing" in info["error"]
+        else:
+            # the objective is the run's own best validation accuracy
+            assert trial.state == optuna.trial.TrialState.COMPLETE
+            metrics = runs.read_json(job / runs.METRICS_FILE)
+            assert trial.value == pytest.approx(metrics["val/acc_best"])
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == max(t.value for t in trials if t.value is not None)
+    assert "3 jobs in" in result.stdout and "failed" in result.stdout
+
+    # Continued into a new sweep folder: the trial joins the same study.
+    result = run_cli(["-m", "hparams_search=cifar_resnet", "hydra.sweeper.n_trials=1", *SMOKE,
+                      f"hydra.sweeper.storage={storage}", "hydra.sweep.dir=outputs/continued"],
+                     tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(optuna.load_study(study_name="cifar_resnet", storage=storage).trials) == 4
+    assert runs.run_status(tmp_path / "outputs" / "continued" / "0") == "finished"
+
+
+class RankProbe(pl.Callback):
+    """Test-only: what each DDP rank sampled, fed to the model and logged, in rank<N>.json."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+        self.seen: list[list[int]] = []
+        self.val: dict = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.append(batch[1].tolist())
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.val = {k: float(v) for k, v in trainer.callback_metrics.items()
+                        if k.startswith("val/")}
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        sampler = trainer.train_dataloader.sampler
+        dataset = trainer.datamodule.train_set
+        indices = list(sampler)  # this rank's share of epoch 0 (DistributedSampler.set_epoch)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps({
+            # DistributedSamplerWrapper when the loader has a sampler of its own (EpochShuffle)
+            "distributed": isinstance(sampler, DistributedSampler),
+            "indices": indices,
+            "sampler_labels": [int(dataset.y[dataset.index[i]]) for i in indices],
+            "dataset_size": len(dataset),
+            "seen": self.seen,
+            "val": self.val,
+        }))
+
+
+def test_ddp_two_cpu_processes_share_one_run_folder(tmp_path):
+    probe = tmp_path / "probe"
+    result = run_cli([
+        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
+        "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0", "+trainer.limit_train_batches=3",
+        "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
+        *LEAN, "+callbacks.rank_probe._target_=test_sweeps.RankProbe",
+        f"+callbacks.rank_probe.out={probe}",
+    ], tmp_path, timeout=300, env=TESTS_ON_PATH)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # One run folder, written by rank 0 alone (rank 1 is Lightning's re-run of the command with
+    # hydra.job.name=train_ddp_process_1 appended), printed once.
+    run = next((tmp_path / "outputs" / "runs").iterdir())
+    assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 1
+    info = runs.read_json(run / runs.RUN_FILE)
+    assert info["status"] == "finished"
+    assert not any("train_ddp_process" in arg for arg in info["command"]), info["command"]
+    assert (info["world_size"], info["effective_batch_size"]) == (2, 2 * 64)
+    metrics = runs.read_json(run / runs.METRICS_FILE)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert (run / "checkpoints" / "best.ckpt").is_file()
+    assert result.stdout.count("resnet20_digits: finished") == 1
+
+    ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for rank in ranks:
+        assert rank["distributed"]
+        # what the rank trained on is its sampler's share, batch by batch (64 images each)
+        flat = [label for batch in rank["seen"] for label in batch]
+        assert len(rank["seen"]) == 3 and flat == rank["sampler_labels"][:len(flat)]
+    # Both ranks saw different data, and together all of it: DistributedSampler pads the 1,257
+    # training images to 1,258 with one repeat, so the shares overlap in at most one image.
+    a, b = (set(rank["indices"]) for rank in ranks)
+    assert len(a & b) <= 1 and a | b == set(range(ranks[0]["dataset_size"]))
+    assert ranks[0]["seen"] != ranks[1]["seen"]
+    # Metrics are synchronised: both ranks hold the same validation loss and accuracy, over
+    # both ranks' batches.
+    assert ranks[0]["val"] and ranks[0]["val"] == ranks[1]["val"]

@@ -1,0 +1,127 @@
+"""A real TensorBoard server (loopback only) over a finished tiny run: what a user opens in the
+browser is read back through the server's HTTP data API."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from conftest import run_cli, single_run_dir
+
+TENSORBOARD = Path(sys.executable).with_name("tensorboard")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not TENSORBOARD.exists():
+        pytest.skip(f"no tensorboard executable beside {sys.executable}")
+    cwd = tmp_path_factory.mktemp("tb")
+    result = run_cli(["trainer=smoke", "callbacks=study", "callbacks.progress_bar=null"], cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = single_run_dir(cwd)
+    port = free_port()
+    process = subprocess.Popen(
+        [str(TENSORBOARD), "--logdir", str(cwd / "outputs"), "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    name = f"{run.relative_to(cwd / 'outputs')}/tensorboard"
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # until it answers and has loaded the run's events
+            if process.poll() is not None:
+                pytest.fail(f"tensorboard exited: {process.stderr.read()[-2000:]}")
+            try:
+                if name in get(url, "/data/plugin/scalars/tags"):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("tensorboard did not serve the run within 90 s")
+            time.sleep(0.5)
+        yield url, name, run
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def get(url: str, path: str, **query) -> dict | list:
+    with urllib.request.urlopen(f"{url}{path}?{urlencode(query)}", timeout=10) as response:
+        return json.load(response)
+
+
+def post(url: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def test_scalars_are_served_with_the_values_of_metrics_json(server):
+    url, name, run = server
+    tags = get(url, "/data/plugin/scalars/tags")
+    for tag in ("train/loss_epoch", "train/acc", "val/acc", "val/loss", "test/acc",
+                "test_last/acc", "time/epoch_s"):
+        assert tag in tags[name], (tag, sorted(tags[name]))
+    metrics = json.loads((run / "metrics.json").read_text())
+    for tag in ("test/acc", "test_last/acc"):
+        (point,) = get(url, "/data/plugin/scalars/scalars", run=name, tag=tag)
+        assert point[2] == pytest.approx(metrics[tag], rel=1e-6)
+    # gradient flow: a run of its own beside the main one, one tag per layer and statistic
+    flow = tags[f"{name}/gradient_flow"]
+    assert "gradient_flow/mean_abs/000_conv1" in flow and "gradient_flow/l2_norm/000_conv1" in flow
+    assert not any(tag.startswith("gradient_flow/") for tag in tags[name])
+
+
+def test_images_are_served_as_pngs(server):
+    url, name, _ = server
+    tags = get(url, "/data/plugin/images/tags")[name]
+    for tag in ("test/confusion_matrix", "test/predictions", "train/augmented_samples",
+                "gradient_flow"):
+        assert tag in tags, (tag, sorted(tags))
+    (image,) = get(url, "/data/plugin/images/images", run=name, tag="test/confusion_matrix")
+    with urllib.request.urlopen(f"{url}/data/plugin/images/individualImage?{image['query']}",
+                                timeout=10) as response:
+        png = response.read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk
+    assert width > 300 and height > 300
+
+
+def test_hparams_entry_names_the_choices_and_the_final_metrics(server):
+    url, _, run = server
+    experiment = post(url, "/data/plugin/hparams/experiment", {"experimentName": ""})
+    hparams = {h["name"] for h in experiment["hparamInfos"]}
+    assert {"choice/model", "choice/data", "seed", "optimizer/lr"} <= hparams, sorted(hparams)
+    metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+    assert {"hparams/test/acc", "hparams/val/acc_best", "hparams/params/total"} <= metrics
+    groups = post(url, "/data/plugin/hparams/session_groups", {
+        "experimentName": "", "startIndex": 0, "sliceSize": 10,
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                            "STATUS_RUNNING"],
+        "colParams": [{"hparam": "choice/model"}, {"metric": {"tag": "hparams/test/acc"}}],
+    })
+    (group,) = groups["sessionGroups"]
+    assert group["hparams"]["choice/model"] == "resnet20"
+    (value,) = [m["value"] for m in group["metricValues"] if m["name"]["tag"] == "hparams/test/acc"]
+    assert value == pytest.approx(json.loads((run / "metrics.json").read_text())["test/acc"])
