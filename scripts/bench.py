@@ -29,6 +29,7 @@ import logging
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -330,13 +331,10 @@ def step_timer():
 # -- measuring ----------------------------------------------------------------------------------
 
 
-def calibrate(run, target_s: float, low: int, high: int) -> tuple[int, int]:
-    """Warm-up and measured steps so that one measurement takes about `target_s`."""
-    rate_steps = 3
-    start = time.perf_counter()
-    run(1, rate_steps)
-    per_step = (time.perf_counter() - start) / (rate_steps + 1)
-    steps = int(min(high, max(low, target_s / max(per_step, 1e-6))))
+def calibrate(run, batch_size: int, seconds: float) -> tuple[int, int]:
+    """Warm-up and measured steps (5 to 2,000) so that one measurement takes about `seconds`,
+    from the rate `run` measures over a few steps after warm-up ones."""
+    steps = int(min(2000, max(5, seconds * run(2, 5) / batch_size)))
     return max(2, steps // 10), steps
 
 
@@ -400,7 +398,7 @@ def part_train(args, ctx, log) -> list[dict]:
         case = Case(label, overrides + ctx["extra"], ctx["out"], ctx.get(shared))
         if shared:
             ctx[shared] = case.datamodule
-        warmup, steps = calibrate(case.bare, args.seconds, 5, 2000)
+        warmup, steps = calibrate(case.bare, case.batch_size, args.seconds)
         row = compare(case, args, warmup, steps, log)
         rows.append(dict(case=label, steps=f"{warmup}+{steps} x {args.rounds}", **row,
                          **goal(row["ratio"], target)))
@@ -425,7 +423,7 @@ def part_options(args, ctx, log) -> list[dict]:
     device = cases["fp32"].device
     native = speed.is_native(__import__("torch").bfloat16, device.type)
     log(f"  bf16 native on this {device.type}: {native}")
-    warmup, steps = calibrate(cases["fp32"].framework, args.seconds, 5, 2000)
+    warmup, steps = calibrate(cases["fp32"].framework, cases["fp32"].batch_size, args.seconds)
     if not native:  # emulated bf16 is ~15x slower: a few steps say so
         steps = max(2, steps // 8)
     rates = rounds({n: c.framework for n, c in cases.items()}, args.rounds, warmup, steps, log)
@@ -450,10 +448,11 @@ def part_compile(args, ctx, log) -> list[dict]:
         # a whole validation pass: its short last batch compiles a graph of its own
         compiled.framework_eval(1, val_batches - 1)
         compile_s, first_s = speed.compile_seconds() - before, time.perf_counter() - started
-        warmup, steps = calibrate(plain.framework, args.seconds, 5, 2000)
+        warmup, steps = calibrate(plain.framework, plain.batch_size, args.seconds)
         train = rounds({"plain": plain.framework, "compiled": compiled.framework}, args.rounds,
                        warmup, steps, log)
-        warmup_e, steps_e = calibrate(plain.framework_eval, args.seconds, 5, 2000)
+        warmup_e, steps_e = calibrate(plain.framework_eval, plain.datamodule.eval_batch_size,
+                                      args.seconds)
         steps_e = min(steps_e, val_batches - warmup_e)
         evals = rounds({"plain": plain.framework_eval, "compiled": compiled.framework_eval},
                        args.rounds, warmup_e, steps_e, log)
@@ -473,7 +472,7 @@ def part_eval(args, ctx, log) -> list[dict]:
         case = Case(f"ResNet-{depth}", overrides, ctx["out"], ctx.get("cifar_dm"))
         ctx["cifar_dm"] = case.datamodule
         log(f"  ResNet-{depth}, batch {case.datamodule.eval_batch_size}")
-        warmup, steps = calibrate(case.bare_eval, args.seconds, 5, 2000)
+        warmup, steps = calibrate(case.bare_eval, case.datamodule.eval_batch_size, args.seconds)
         steps = min(steps, len(case.datamodule.val_dataloader()) - warmup)
         row = compare(case, args, warmup, steps, log, train=False)
         rows.append(dict(case=f"ResNet-{depth}, batch {case.datamodule.eval_batch_size}", **row))
@@ -563,15 +562,26 @@ def memory_probe(kind: str, steps: int, overrides: list[str]) -> None:
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    out = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     if kind == "bare":
         bare_memory_run(overrides, steps, device)
     else:
-        framework_memory_run(overrides, steps, out)
-    result = {"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        with tempfile.TemporaryDirectory(prefix="bench-memory-") as out:
+            framework_memory_run(overrides, steps, Path(out))
+    result = {"rss_mb": peak_rss_mb()}
     if device.type == "cuda":
         result["cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps(result))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory since it started its program. Linux's ru_maxrss
+    would also count the benchmark's own peak before the fork that started this probe."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024  # kB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def bare_memory_run(overrides: list[str], steps: int, device) -> None:
@@ -803,9 +813,12 @@ def main(argv: list[str] | None = None) -> dict:
              "eval": part_eval, "data": part_data, "memory": part_memory,
              "startup": part_startup}
     results: dict = {}
-    for name in args.parts:
-        console.rule(name)
-        results[name] = parts[name](args, ctx, console.print)
+    try:
+        for name in args.parts:
+            console.rule(name)
+            results[name] = parts[name](args, ctx, console.print)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # the measured runs' TensorBoard files
     info["load average"] = f"{load_before:.2f} at start, {load():.2f} at end"
     info["bench minutes"] = f"{(time.perf_counter() - started) / 60:.1f}"
     console.rule("results")
