@@ -63,7 +63,8 @@ class Augmentation:
             top = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
             left = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
             # every h x w window of the padded batch as a view, then one index picks each
-            # image's: 0.4 ms per CIFAR batch of 128 here, 25x faster than indexing the pixels
+            # image's: 0.24 ms per CIFAR batch of 128 on 2 CPU cores, 5x faster than indexing
+            # each pixel, and sync-free on a GPU
             windows = F.pad(x, (pad, pad, pad, pad)).unfold(2, h, 1).unfold(3, w, 1)
             x = windows[torch.arange(n, device=x.device), :, top, left]
         if self.flip:

@@ -9,11 +9,13 @@ In one process, side by side on the same model, data and precision:
   (b) the framework: a real `pl.Trainer` with the config's callbacks and logger, training
       `resnet_exp.module.Classifier` on the same data module.
 Both read the same batches through the same on-device preprocessing (uint8 -> float, augment), so
-the ratio b/a is what Lightning and the module add per step; the data path is measured alone. The
-measured window starts after warm-up steps (compilation, allocator, first-batch costs) and spans
-whole epochs where an epoch is shorter than it, so per-epoch costs count too. Rounds alternate
-the order of a and b and the table shows medians: other processes on a shared machine slow both
-alike. Peak memory is taken in two fresh processes (a peak cannot be reset within one).
+the ratio b/a is what Lightning and the module add per step; the data path is measured alone.
+Warm-up steps come first (compilation, allocations, first-batch costs); a measurement spans
+whole epochs where an epoch is shorter than it, so per-epoch costs count too. On a CPU, (a) and
+(b) take turns step by step (Case.paired), so that other processes on a shared machine slow both
+alike, and pairs in which a step stalled are left out; on a GPU whole measurements alternate.
+Each figure is the median of --rounds rounds, with their range. Peak memory is taken in two
+fresh processes (a peak cannot be reset within one).
 
 Validation and checkpointing are off in (b): the comparison is of training steps; evaluation is
 measured on its own ("eval"). The GPU is used when there is one.
@@ -332,10 +334,11 @@ def step_timer():
 
 
 def calibrate(run, batch_size: int, seconds: float) -> tuple[int, int]:
-    """Warm-up and measured steps (5 to 2,000) so that one measurement takes about `seconds`,
-    from the rate `run` measures over a few steps after warm-up ones."""
-    steps = int(min(2000, max(5, seconds * run(2, 5) / batch_size)))
-    return max(2, steps // 10), steps
+    """Warm-up and measured steps (8 to 2,000) so that one measurement takes about `seconds`,
+    from the rate `run` measures over a few steps after warm-up ones. At least 3 warm-up steps:
+    the first steps of a fit are slower (allocations, the progress bar's thread starting)."""
+    steps = int(min(2000, max(8, seconds * run(2, 5) / batch_size)))
+    return max(3, steps // 10), steps
 
 
 def rounds(runs: dict, rounds_n: int, warmup: int, steps: int, log) -> dict[str, list[float]]:
@@ -467,7 +470,7 @@ def part_compile(args, ctx, log) -> list[dict]:
 def part_eval(args, ctx, log) -> list[dict]:
     """Evaluation: bare `inference_mode` loop vs `trainer.validate`, at the eval batch size."""
     rows = []
-    for depth in args.depths:
+    for depth in args.eval_depths:
         overrides = [f"model=resnet{depth}", *ctx["cifar"], *ctx["extra"]]
         case = Case(f"ResNet-{depth}", overrides, ctx["out"], ctx.get("cifar_dm"))
         ctx["cifar_dm"] = case.datamodule
@@ -670,6 +673,9 @@ def machine() -> dict:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version()}
+    from resnet_exp import speed
+
+    info["bf16"] = "native" if speed.is_native(torch.bfloat16, "cpu") else "emulated"
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     import pytorch_lightning as pl
@@ -765,11 +771,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--parts", default=",".join(PARTS),
                    help=f"comma-separated, from {','.join(PARTS)} (default: all)")
     p.add_argument("--rounds", type=int, default=5, help="measurements of each, median shown")
-    p.add_argument("--seconds", type=float, default=1.5,
+    p.add_argument("--seconds", type=float, default=2.5,
                    help="about how long one measurement runs")
-    p.add_argument("--depths", default="20,56", help="CIFAR ResNet depths for train and eval")
+    p.add_argument("--depths", default="20,56", help="CIFAR ResNet depths for train")
+    p.add_argument("--eval-depths", default="20", help="CIFAR ResNet depths for eval")
     p.add_argument("--compile-depths", default="20", help="depths for the compile part")
-    p.add_argument("--probe-steps", type=int, default=20, help="training steps of a memory probe")
+    p.add_argument("--probe-steps", type=int, default=10, help="training steps of a memory probe")
     p.add_argument("--startup-runs", type=int, default=5)
     p.add_argument("--override", action="append", default=[],
                    help="a config override for every case, e.g. trainer.precision=bf16-mixed")
@@ -783,6 +790,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         p.error(f"unknown parts {sorted(unknown)}; choose from {','.join(PARTS)}")
     args.depths = [int(d) for d in args.depths.split(",") if d]
     args.compile_depths = [int(d) for d in args.compile_depths.split(",") if d]
+    args.eval_depths = [int(d) for d in args.eval_depths.split(",") if d]
     return args
 
 
