@@ -47,7 +47,7 @@ def evaluate(run_dir: Path, overrides: list[str], last: bool = False,
     record = runs.RunRecord(out)
     record.start(seed=cfg.seed, extra={"evaluates": str(run_dir.resolve()), "checkpoint": str(ckpt),
                                         "overrides": replayed})
-    try:
+    with record.recording():
         (out / runs.CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(task, out / runs.CONFIG_FILE)
         OmegaConf.save(OmegaConf.create(replayed), out / runs.OVERRIDES_FILE)
@@ -73,15 +73,6 @@ def evaluate(run_dir: Path, overrides: list[str], last: bool = False,
             metrics.update(getattr(callback, "run_metrics", None) or {})
         metrics["checkpoint_epoch"] = checkpoint.get("epoch")
         record.finish(metrics)
-    except (KeyboardInterrupt, SystemExit):
-        record.end("interrupted")
-        raise
-    except UserError as e:
-        record.end("failed", error=str(e))
-        raise
-    except BaseException as e:
-        record.end("failed", error=f"{type(e).__name__}: {e}")
-        raise
     return metrics, out
 
 

@@ -22,10 +22,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from resnet_exp.errors import UserError
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -149,6 +153,21 @@ class RunRecord:
         assert status in STATUSES, status
         self.data.update(status=status, end_time=_now(), error=error)
         self._write()
+
+    @contextmanager
+    def recording(self) -> Iterator[RunRecord]:
+        """The status follows how the block ends: a Ctrl+C, SIGTERM or exit leaves the run
+        `interrupted`, an exception `failed` (with its message); success is `finish()`'s job."""
+        try:
+            yield self
+        except (KeyboardInterrupt, SystemExit):
+            self.end("interrupted")
+            raise
+        except BaseException as e:
+            # a user error's message is the whole story; anything else needs its type too
+            self.end("failed", error=str(e) if isinstance(e, UserError) else
+                     f"{type(e).__name__}: {e}")
+            raise
 
     def _write(self) -> None:
         if self.write:

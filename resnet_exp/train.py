@@ -129,7 +129,7 @@ def train(cfg: DictConfig) -> dict:
     if rank_zero:
         console.print_config(cfg)
     started = time.perf_counter()
-    try:
+    with record.recording():
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = build(cfg.data, "data")
         model = build(cfg.model, "model")
@@ -170,15 +170,6 @@ def train(cfg: DictConfig) -> dict:
         for callback in trainer.callbacks:  # nested results (perclass.py), after the flat hparams
             metrics.update(getattr(callback, "run_metrics", None) or {})
         record.finish(metrics)
-    except (KeyboardInterrupt, SystemExit):
-        record.end("interrupted")
-        raise
-    except UserError as e:
-        record.end("failed", error=str(e))
-        raise
-    except BaseException as e:
-        record.end("failed", error=f"{type(e).__name__}: {e}")
-        raise
     summary = {k: metrics[k] for k in ("test/acc", "test_last/acc", "best_epoch", "epochs")
                if k in metrics}
     summary["time"] = f"{metrics['time/total_s']:.1f} s"

@@ -40,3 +40,19 @@ def test_failed_and_unknown_folders(tmp_path):
     assert runs.run_status(tmp_path / "elsewhere") is None
     (tmp_path / "run.json").write_text("{not json")
     assert runs.run_status(tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [(KeyboardInterrupt(), "interrupted", None), (SystemExit(143), "interrupted", None),
+     (runs.UserError("data.root is wrong"), "failed", "data.root is wrong"),
+     (ValueError("boom"), "failed", "ValueError: boom")],
+)
+def test_recording_sets_the_status_from_how_the_block_ends(tmp_path, error, status, message):
+    record = runs.RunRecord(tmp_path)
+    record.start(seed=0)
+    with pytest.raises(type(error)), record.recording():
+        raise error
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert (info["status"], info["error"]) == (status, message)
+    assert not (tmp_path / "metrics.json").exists()
