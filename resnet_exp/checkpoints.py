@@ -24,6 +24,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from resnet_exp.errors import UserError
@@ -170,6 +171,16 @@ class ModelCheckpoint(pl.callbacks.ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):
             self._save_last_if_skipped(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """SIGTERM (a cluster scheduler's notice): last.ckpt of the batch just finished, so a
+        resume loses nothing. Lightning raises SIGTERMException only between training batches,
+        with every counter consistent; a resume from the middle of the epoch is exact (the
+        data module, the module and EpochSeed carry their share of the epoch in progress)."""
+        if isinstance(exception, SIGTERMException) and self.save_last and self.dirpath:
+            path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+            trainer.save_checkpoint(path)
+            self.last_model_path = path
 
     def _save_last_if_skipped(self, trainer) -> None:
         # skips sanity checks, non-fit stages, and a step already saved (the top-k save did it)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import warnings
 from pathlib import Path
 from urllib.error import URLError
 
@@ -22,6 +23,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchvision.datasets as tvd
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from resnet_exp.augment import Augmentation
@@ -61,20 +63,30 @@ def epoch_seed(seed: int, epoch: int, *stream: int) -> int:
 class EpochShuffle(Sampler[int]):
     """A permutation per epoch drawn from (seed, epoch) alone, as DistributedSampler does: epoch
     e sees the same order whether the run got there straight or resumed from a checkpoint, so an
-    interrupted epoch replays exactly. Lightning calls `set_epoch` before each epoch."""
+    interrupted epoch replays exactly. Lightning calls `set_epoch` before each epoch.
+
+    `resume_at(epoch, skip)`: epoch `epoch` starts at position `skip` of its order (a run resumed
+    from a checkpoint written mid-epoch, on SIGTERM); its length stays the whole epoch's, which
+    Lightning's loop counts on."""
 
     def __init__(self, size: int, seed: int, epoch: int = 0) -> None:
         self.size, self.seed, self.epoch = size, seed, epoch
+        self._resume = (-1, 0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, skip: int) -> None:
+        self._resume = (epoch, skip)
 
     def __len__(self) -> int:
         return self.size
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, 0))
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator)
+        resume_epoch, skip = self._resume
+        return iter(order[skip if self.epoch == resume_epoch else 0 :].tolist())
 
 
 class DeviceBatches(Sampler[torch.Tensor]):
@@ -150,7 +162,12 @@ class DataModule(pl.LightningDataModule):
         self.on_device = on_device
         self.classes: list[str] = []
         self.train_set = self.val_set = self.test_set = None
-        self._generators: dict[str, tuple[int, torch.Generator]] = {}
+        self._generators: dict[str, torch.Generator] = {}
+        # (epoch, training batches prepared in it): the next batch's place in its epoch, which
+        # seeds its augmentation; a checkpoint carries it (state_dict), so a resumed run knows
+        # where in the epoch it is
+        self._position = (0, 0)
+        self._resumed: tuple[int, int] | None = None
         self._stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # -- splits ---------------------------------------------------------------------------------
@@ -227,6 +244,8 @@ class DataModule(pl.LightningDataModule):
             trainer = self.trainer
             epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
             sampler = EpochShuffle(len(dataset), self.seed, epoch)
+            self._position = (epoch, self._resume_batch(epoch, len(dataset)))
+            sampler.resume_at(epoch, self._position[1] * self.batch_size)
         device = self._held_on() if in_memory else None
         if device is not None:
             batch_size = self.batch_size if train else self.eval_batch_size
@@ -275,24 +294,56 @@ class DataModule(pl.LightningDataModule):
 
     # -- on-device preprocessing ----------------------------------------------------------------
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        # Reseeded from (seed, epoch, rank) at each epoch's first batch, so an interrupted epoch
-        # replays exactly after a resume; each DDP rank draws its own augmentations.
+    def _resume_batch(self, epoch: int, size: int) -> int:
+        """The batch a (re)started fit begins `epoch` at: 0, or where a checkpoint written
+        mid-epoch left it. One process only: under DDP Lightning re-shards the sampler's whole
+        order, so a mid-epoch resume there starts the epoch's order again (Lightning warns)."""
+        resumed, self._resumed = self._resumed, None
+        if resumed is None or resumed[0] != epoch or self.trainer is None:
+            return 0
+        if self.trainer.world_size > 1 or not 0 < resumed[1] < -(-size // self.batch_size):
+            return 0
+        # Lightning asks loaders for state_dict/load_state_dict to resume mid-epoch and warns
+        # that this one has none; the position travels in this module's state instead
+        warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before",
+                                PossibleUserWarning)
+        return resumed[1]
+
+    def state_dict(self) -> dict[str, int]:
+        # Lightning saves it in every checkpoint, restores it before the loaders are made
+        return {"epoch": self._position[0], "batch": self._position[1]}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resumed = (int(state["epoch"]), int(state["batch"]))
+
+    def _next_batch(self) -> tuple[int, int]:
+        """(epoch, place in the epoch) of the training batch being prepared."""
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        batch = self._position[1] if self._position[0] == epoch else 0
+        self._position = (epoch, batch + 1)
+        return epoch, batch
+
+    def _generator(self, device: torch.device, epoch: int, batch: int) -> torch.Generator:
+        """The generator of one training batch's augmentation, seeded from (seed, epoch, rank)
+        and the batch's place in the epoch: a resumed run draws what the uninterrupted one drew,
+        from an epoch's start or from the middle of one. Each DDP rank draws its own."""
         rank = self.trainer.global_rank if self.trainer is not None else 0
         key = str(device)
-        if key not in self._generators or self._generators[key][0] != epoch:
-            seed = epoch_seed(self.seed, epoch, 1, rank)
-            self._generators[key] = epoch, torch.Generator(device=device).manual_seed(seed)
-        return self._generators[key][1]
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device)
+        # consecutive seeds, as DataLoader seeds its workers: torch's generators scramble them
+        seed = (epoch_seed(self.seed, epoch, 1, rank) + batch) % 2**63
+        return self._generators[key].manual_seed(seed)
 
     def prepare_batch(
         self, x: torch.Tensor, y: torch.Tensor, train: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 batch -> float batch in [0, 1], normalised, augmented when `train`."""
         augment = self.augmentation if train else None
+        place = self._next_batch() if train else None
         if augment is not None:
-            x = augment.before_normalize(x, self._generator(x.device))
+            generator = self._generator(x.device, *place)
+            x = augment.before_normalize(x, generator)
         x = x.float().div_(255)
         if self.normalize:
             key = str(x.device)
@@ -303,7 +354,7 @@ class DataModule(pl.LightningDataModule):
             mean, std = self._stats[key]
             x = x.sub_(mean).div_(std)
         if augment is not None:
-            x = augment.after_normalize(x, self._generator(x.device))
+            x = augment.after_normalize(x, generator)
         return x, y
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

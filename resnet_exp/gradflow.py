@@ -58,6 +58,8 @@ class GradientFlow(pl.Callback):
         self._weights: list[nn.Parameter] = []
         self._writer = None
         self._root = "."  # the trainer's default_root_dir, set at fit start
+        self._epoch = 0  # of the sums below
+        self._resumed: dict | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -80,6 +82,10 @@ class GradientFlow(pl.Callback):
                                    dtype=torch.float32)
         self._zero = torch.zeros((), device=device)
         self._reset()
+        resumed, self._resumed = self._resumed, None
+        if resumed and resumed["epoch"] == trainer.current_epoch and resumed["steps"]:
+            # a checkpoint written mid-epoch (on SIGTERM): the epoch's sums so far
+            self._sum, self._steps = resumed["sum"].to(device), int(resumed["steps"])
         if self.path.exists():  # resumed into the same folder: keep the epochs already done
             _, done = runs.read_gradient_flow(self.path)
             self.history = {e: (v, [float("nan")] * len(v), 0)
@@ -94,6 +100,14 @@ class GradientFlow(pl.Callback):
             for kind in ("mean_abs", "l2_norm")
         ]
 
+    def state_dict(self) -> dict:
+        if not self._weights:
+            return {}
+        return {"epoch": self._epoch, "sum": self._sum, "steps": self._steps}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resumed = state_dict or None
+
     def _reset(self) -> None:
         self._sum = torch.zeros(2, len(self._weights), device=self._numel.device)
         self._steps = 0
@@ -102,6 +116,7 @@ class GradientFlow(pl.Callback):
         if not self._weights:
             return
         # Lightning calls this once the gradients of the step are final (accumulated, unscaled)
+        self._epoch = trainer.current_epoch
         grads = [w.grad if w.grad is not None else self._zero for w in self._weights]
         with torch.no_grad():
             l1 = torch.stack(torch._foreach_norm(grads, 1)).float()

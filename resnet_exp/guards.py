@@ -1,12 +1,12 @@
 """What keeps a run recoverable: stop at the first non-finite loss before it reaches a checkpoint,
-replay an interrupted epoch exactly, and record a SIGTERM as an interruption.
+resume an interrupted epoch exactly, and record a SIGTERM as an interruption.
 
-Resume points are epoch ends (ModelCheckpoint's last.ckpt). Lightning cannot restore the partial
-epoch accumulators (train/acc and train/loss_epoch over the batches seen so far) from a mid-epoch
-checkpoint, so a run resumed from one would not end with the metrics of its uninterrupted twin;
-an interrupted epoch is instead replayed from its start, with every random stream reseeded from
-(seed, epoch): the shuffle and augmentation in data.py, the global generators here.
-"""
+Resume points: last.ckpt, written at every epoch end (checkpoints.ModelCheckpoint) and, on
+SIGTERM, after the batch in progress. Every random stream is drawn from (seed, epoch) and the
+place in the epoch, so an epoch replays the same from its start or from its middle: the shuffle
+and augmentation in data.py, the global generators here (reseeded each epoch, their states in a
+mid-epoch checkpoint). The epoch's partial metric sums travel in the checkpoint too (module.py).
+SIGINT and SIGKILL can land inside a step: their resume point is the last epoch end."""
 
 from __future__ import annotations
 
@@ -104,18 +104,50 @@ class StopOnNonFinite(pl.Callback):
 
 class EpochSeed(pl.Callback):
     """Reseeds Python, NumPy and torch from (seed, epoch) before each epoch's first batch, so
-    dropout and anything else drawing from the global generators replays an interrupted epoch
-    exactly after a resume."""
+    dropout and anything else drawing from the global generators replays an epoch exactly after a
+    resume. A checkpoint written mid-epoch (on SIGTERM) carries the generators' states, put back
+    before the resumed epoch's next batch. One process's: under DDP rank 0's are saved."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
+        self._resumed: dict | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        resumed, self._resumed = self._resumed, None
         if batch_idx == 0:
             seed = epoch_seed(self.seed, trainer.current_epoch, 2)
             random.seed(seed)
             np.random.seed(seed % 2**32)
             torch.manual_seed(seed)  # every device's generator
+        elif resumed is not None:
+            _set_rng_states(resumed)
+
+    def state_dict(self) -> dict:
+        return _rng_states()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resumed = state_dict or None
+
+
+def _rng_states() -> dict:
+    """The global generators' states as tensors and plain values (torch.load(weights_only=True)
+    reads them back; a NumPy array it would refuse)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    states = {"python": random.getstate(), "torch": torch.get_rng_state(),
+              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _exit(signum, frame) -> None:

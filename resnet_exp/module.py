@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 STAGES = ("train", "val", "test")
@@ -154,6 +154,32 @@ class Classifier(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+
+    # -- the epoch in progress, carried by a checkpoint written mid-epoch (on SIGTERM) ----------
+
+    def _train_accumulators(self) -> dict[str, Metric]:
+        return {"loss": self.losses["train_loss"], **self.metrics["train_metrics"]}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the partial sums of train/loss_epoch and train/acc; torchmetrics keeps them out of
+        # state_dict, which also serves evaluation and fine-tuning
+        checkpoint["train_epoch_sums"] = {
+            name: dict(metric.metric_state) for name, metric in self._train_accumulators().items()
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_sums = checkpoint.get("train_epoch_sums")
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        sums, self._resumed_sums = getattr(self, "_resumed_sums", None), None
+        # batch 0: an epoch-end checkpoint, the epoch starts afresh; under DDP the sums are rank
+        # 0's alone, and each rank would add them again
+        if sums is None or batch_idx == 0 or self.trainer.world_size > 1:
+            return
+        for name, metric in self._train_accumulators().items():
+            for state, value in sums[name].items():
+                setattr(metric, state, value.to(self.device))
+            metric._update_count = batch_idx  # compute() warns on metrics never updated
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")

@@ -39,7 +39,7 @@ class AugmentedSamples(pl.Callback):
         count = min(self.num_images, len(dataset))
         rows = torch.linspace(0, len(dataset) - 1, count).long().tolist()
         view = copy.copy(datamodule)
-        view._generators = {}  # fresh generators: the run's own keep their state
+        view._generators = {}  # its own: the draws here leave the run's generators alone
         with torch.random.fork_rng(devices=[]):  # folder sets crop with the global RNG
             images, labels = zip(*(dataset[i] for i in rows), strict=True)
             x, y = torch.stack(images), torch.as_tensor([int(label) for label in labels])

@@ -263,6 +263,31 @@ def test_hook_without_a_trainer_does_not_augment():
     assert raw.min() >= 0 and raw.max() <= 1
 
 
+def test_an_epoch_resumed_mid_way_continues_its_order_and_its_augmentations():
+    from resnet_exp.data import EpochShuffle
+
+    order = list(EpochShuffle(100, seed=3, epoch=2))
+    resumed = EpochShuffle(100, seed=3, epoch=2)
+    resumed.resume_at(2, 40)
+    assert list(resumed) == order[40:] and len(resumed) == 100  # Lightning counts the whole epoch
+    resumed.set_epoch(3)
+    assert list(resumed) == list(EpochShuffle(100, seed=3, epoch=3))  # the next epoch is whole
+    assert sorted(order) == list(range(100)) and order != list(EpochShuffle(100, 3, epoch=1))
+
+    # the augmentation of batch k depends on (seed, epoch, k) only: what a data module restored
+    # from a checkpoint written after 3 batches draws for the 4th is what the uninterrupted one drew
+    augment = Augmentation(crop_padding=4, flip=True, cutout_holes=1, cutout_size=3)
+    x = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    y = torch.zeros(64, dtype=torch.long)
+    straight = digits(augmentation=augment)
+    draws = [straight.prepare_batch(x, y, train=True)[0] for _ in range(4)]
+    assert straight.state_dict() == {"epoch": 0, "batch": 4}
+    assert not torch.equal(draws[2], draws[3])
+    restored = digits(augmentation=augment)
+    restored._position = (0, 3)  # what load_state_dict + the training loader set
+    assert torch.equal(restored.prepare_batch(x, y, train=True)[0], draws[3])
+
+
 class Recorder(pl.LightningModule):
     """A linear model that records what each stage's batches look like."""
 
