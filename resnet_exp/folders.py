@@ -74,7 +74,7 @@ class ImageFolder(DataModule):
     """Images in class folders (see the module docstring for the splits).
 
     root: the folder holding train/ and val/ or test/. num_workers: DataLoader processes that
-    decode (None: all cores). in_memory: decode everything once into memory instead. The other
+    decode (None: one per core this process may use). in_memory: decode everything once into memory instead. The other
     arguments are DataModule's.
     """
 
@@ -84,8 +84,18 @@ class ImageFolder(DataModule):
                  **kwargs) -> None:
         super().__init__(**kwargs)
         self.root = root
-        self.workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+        self.num_workers = num_workers
         self.in_memory = in_memory
+
+    @property
+    def workers(self) -> int:
+        """`num_workers`, or the cores this process may use (a SLURM or cgroup CPU set, not
+        the whole machine's) shared among the training processes of this machine."""
+        if self.num_workers is not None:
+            return self.num_workers
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        per_machine = self.trainer.num_devices if self.trainer is not None else 1
+        return max(1, (cores or os.cpu_count() or 1) // per_machine)
 
     def _missing(self, looked: str) -> UserError:
         return UserError(

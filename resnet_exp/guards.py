@@ -119,7 +119,7 @@ class EpochSeed(pl.Callback):
             random.seed(seed)
             np.random.seed(seed % 2**32)
             torch.manual_seed(seed)  # every device's generator
-        elif resumed is not None:
+        elif resumed is not None and trainer.world_size == 1:  # the states are rank 0's
             _set_rng_states(resumed)
 
     def state_dict(self) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import pickle
 import struct
 import tarfile
@@ -373,6 +374,18 @@ def write_tree(root: Path, counts: dict[str, int], classes=("alpha", "beta", "ga
 def folder(root, **kwargs) -> ImageFolder:
     args = dict(root=str(root), num_classes=3, in_channels=3, image_size=16, num_workers=0)
     return ImageFolder(**{**COMMON, **args, **kwargs})
+
+
+def test_image_folder_workers_default_to_the_cpus_this_process_may_use(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 8, 9, 10, 11},
+                        raising=False)  # a SLURM task's CPU set on a bigger machine
+    data = folder(tmp_path, num_workers=None)
+    assert data.workers == 8
+    data.trainer = SimpleNamespace(num_devices=2)  # two training processes on this machine
+    assert data.workers == 4
+    assert folder(tmp_path, num_workers=3).workers == 3
 
 
 def test_image_folder_splits(tmp_path):
