@@ -74,8 +74,8 @@ class ImageFolder(DataModule):
     """Images in class folders (see the module docstring for the splits).
 
     root: the folder holding train/ and val/ or test/. num_workers: DataLoader processes that
-    decode (None: one per core this process may use). in_memory: decode everything once into memory instead. The other
-    arguments are DataModule's.
+    decode (None: see `workers`). in_memory: decode everything once into memory instead. The
+    other arguments are DataModule's.
     """
 
     title = "image folder"

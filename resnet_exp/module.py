@@ -111,6 +111,7 @@ class Classifier(pl.LightningModule):
         # check would read the value back every step)
         self.losses = nn.ModuleDict({f"{s}_loss": MeanMetric(nan_strategy="disable")
                                      for s in STAGES})
+        self._resumed_sums: dict | None = None  # from a checkpoint, until the next batch starts
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
@@ -171,7 +172,7 @@ class Classifier(pl.LightningModule):
         self._resumed_sums = checkpoint.get("train_epoch_sums")
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        sums, self._resumed_sums = getattr(self, "_resumed_sums", None), None
+        sums, self._resumed_sums = self._resumed_sums, None
         # batch 0: an epoch-end checkpoint, the epoch starts afresh; under DDP the sums are rank
         # 0's alone, and each rank would add them again
         if sums is None or batch_idx == 0 or self.trainer.world_size > 1:

@@ -48,6 +48,12 @@ def _tensorboard_bytes(run: Path) -> int:
     return sum(f.stat().st_size for f in (run / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def default_sigint() -> None:
+    """A shell starts background jobs (`make test &`) with SIGINT ignored, which children
+    inherit: Python then never raises KeyboardInterrupt. Ctrl-C is what is tested here."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(args: list[str], cwd: Path, run: Path, sig: signal.Signals,
               after_save: bool = True) -> int:
     """Start `python -m resnet_exp ARGS`, wait until it has saved last.ckpt once and logged the
@@ -59,7 +65,8 @@ def interrupt(args: list[str], cwd: Path, run: Path, sig: signal.Signals,
         before = -1  # any state of the folder will do: wait for scalars only
     process = subprocess.Popen(
         [sys.executable, "-m", "resnet_exp", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **ENV})
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **ENV},
+        preexec_fn=default_sigint)
     try:
         deadline, logged = time.monotonic() + TIMEOUT, None
         while True:
