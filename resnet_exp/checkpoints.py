@@ -173,14 +173,26 @@ class ModelCheckpoint(pl.callbacks.ModelCheckpoint):
             self._save_last_if_skipped(trainer)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        """SIGTERM (a cluster scheduler's notice): last.ckpt of the batch just finished, so a
-        resume loses nothing. Lightning raises SIGTERMException only between training batches,
-        with every counter consistent; a resume from the middle of the epoch is exact (the
-        data module, the module and EpochSeed carry their share of the epoch in progress)."""
-        if isinstance(exception, SIGTERMException) and self.save_last and self.dirpath:
-            path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
-            trainer.save_checkpoint(path)
-            self.last_model_path = path
+        """SIGTERM (a cluster scheduler's notice) in a training epoch: last.ckpt of the batch
+        just finished, so a resume loses nothing. Lightning raises SIGTERMException there only
+        between batches, with every counter consistent; the resume from the middle of the epoch
+        is exact (the data module, the module, EpochSeed and GradientFlow carry their share of
+        the epoch in progress). Replaces Lightning's save-on-exception, which would write a
+        checkpoint named like best.ckpt."""
+        if not (isinstance(exception, SIGTERMException) and self.save_last and self.dirpath):
+            return
+        # Only between two training batches of an epoch. Lightning also stops for SIGTERM
+        # during validation (whose partial sums no checkpoint holds) and after an epoch's end
+        # (which last.ckpt already is). With gradient accumulation, the gradients since the last
+        # optimizer step would be in no checkpoint (and a mid-epoch resume of it is untested
+        # here). In those cases last.ckpt stays the epoch end's, which replays exactly.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if not (trainer.training and 0 < done < trainer.num_training_batches
+                and trainer.accumulate_grad_batches == 1):
+            return
+        path = os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION)
+        trainer.save_checkpoint(path)
+        self.last_model_path = path
 
     def _save_last_if_skipped(self, trainer) -> None:
         # skips sanity checks, non-fit stages, and a step already saved (the top-k save did it)

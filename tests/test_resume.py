@@ -5,6 +5,7 @@ replaced (os.replace gives each save a new inode) and the epoch's scalars logged
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from conftest import ROOT, run_cli
 
@@ -164,3 +166,53 @@ def test_a_sweep_rerun_with_resume_skips_finished_jobs_and_resumes_the_interrupt
     assert info["status"] == "finished" and len(info["resumed"]) == 1
     assert comparable(json.loads((sweep / "1" / "metrics.json").read_text())) == comparable(
         json.loads((twin() / "metrics.json").read_text()))
+
+
+class SigtermAt(pl.Callback):
+    """Sends this process SIGTERM from inside a hook, as a scheduler might at that moment."""
+
+    def __init__(self, stage: str, epoch: int) -> None:
+        self.stage, self.epoch = stage, epoch
+
+    def _maybe(self, trainer, stage: str, batch_idx: int) -> None:
+        if (stage, trainer.current_epoch, batch_idx) == (self.stage, self.epoch, 1):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._maybe(trainer, "train", batch_idx)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                                dataloader_idx=0) -> None:
+        self._maybe(trainer, "val", batch_idx)
+
+
+@pytest.mark.parametrize("stage", ["train", "val"])
+def test_sigterm_checkpoints_only_between_training_batches(stage, tmp_path):
+    """In a training epoch SIGTERM writes last.ckpt after the batch in progress; in validation,
+    whose partial sums no checkpoint holds, last.ckpt stays the previous epoch end's."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from resnet_exp.checkpoints import ModelCheckpoint
+    from resnet_exp.data import Digits
+    from resnet_exp.models.resnet import CifarResNet
+    from resnet_exp.module import Classifier
+
+    data = Digits(num_classes=10, in_channels=1, image_size=8, mean=[0.3], std=[0.4],
+                  batch_size=64, eval_batch_size=60)  # 3 validation batches
+    module = Classifier(CifarResNet(depth=8, num_classes=10, in_channels=1), 10,
+                        functools.partial(torch.optim.SGD, lr=0.1))
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="best", monitor="val/acc",
+                                 mode="max", save_last=True)
+    trainer = pl.Trainer(max_epochs=3, limit_train_batches=4, accelerator="cpu", logger=False,
+                         callbacks=[checkpoint, SigtermAt(stage, epoch=1)],
+                         enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, default_root_dir=tmp_path)
+    with pytest.raises(SIGTERMException):
+        trainer.fit(module, datamodule=data)
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    done = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
+    if stage == "train":  # epoch 1, after its batch 1
+        assert (saved["epoch"], done, saved["global_step"]) == (1, 2, 6)
+        assert saved["Digits"] == {"epoch": 1, "batch": 2}
+    else:  # the end of epoch 0
+        assert (saved["epoch"], done, saved["global_step"]) == (0, 4, 4)
