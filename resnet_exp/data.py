@@ -13,6 +13,7 @@ With val_size=0, validation runs on the test split (only for recipes that select
 
 from __future__ import annotations
 
+import functools
 import gzip
 import shutil
 import warnings
@@ -54,6 +55,7 @@ def collate_fn(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, 
     return batch
 
 
+@functools.lru_cache(maxsize=64)  # asked once per training batch; SeedSequence costs ~15 us
 def epoch_seed(seed: int, epoch: int, *stream: int) -> int:
     """A seed for one epoch of one random stream, mixed by NumPy's SeedSequence: `seed + epoch`
     would give seed 1's second epoch the shuffle of seed 2's first, correlating a seed study."""

@@ -44,7 +44,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-CONF = ROOT / "conf"
 CIFAR_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 PARTS = ("train", "options", "compile", "eval", "data", "memory", "startup")
 # Callbacks that act once per fit or per validation, not per step: left out of (b), which does
@@ -79,21 +78,10 @@ def cifar_overrides(root: Path | None, in_memory: bool = True) -> list[str]:
 
 
 def compose(overrides: list[str], out: Path):
-    """The config `python -m resnet_exp <overrides>` would run (as tests/conftest.py does)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
+    """The config `python -m resnet_exp <overrides>` would run, with Hydra's node set for `out`."""
+    from resnet_exp.resume import compose as compose_run
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose_run(overrides, out)
 
 
 def sync(device) -> None:

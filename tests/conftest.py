@@ -8,10 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -20,15 +17,17 @@ SHARED = ROOT.parent / "shared"
 
 def compose_config(overrides: list[str], output_dir: Path):
     """The config `python -m resnet_exp <overrides>` would run, with its hydra node set so that
-    `${hydra:...}` interpolations resolve."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    `${hydra:...}` interpolations resolve: what resume, reproduce and eval compose too."""
+    from resnet_exp.resume import compose
+
+    return compose(overrides, output_dir)
+
+
+def finished_run(cwd: Path, args: list[str], env: dict | None = None) -> Path:
+    """`python -m resnet_exp ARGS` into cwd/run, which must finish."""
+    result = run_cli([*args, "hydra.run.dir=run"], cwd, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd / "run"
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, finished_run
 from omegaconf import OmegaConf
 
 from resnet_exp import eval as evaluate
@@ -36,10 +36,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    cwd = tmp_path_factory.mktemp("eval")
-    result = run_cli([*ARGS, "hydra.run.dir=run"], cwd, timeout=300, env=ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return cwd / "run"
+    return finished_run(tmp_path_factory.mktemp("eval"), ARGS, ENV)
 
 
 def eval_folders(run: Path) -> list[Path]:

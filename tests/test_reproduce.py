@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, finished_run, run_cli
 from omegaconf import OmegaConf
 
 from resnet_exp import reproduce, runs
@@ -32,10 +32,7 @@ def run_reproduce(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def original(tmp_path_factory) -> Path:
-    cwd = tmp_path_factory.mktemp("original")
-    result = run_cli([*ARGS, "hydra.run.dir=run"], cwd, timeout=300, env=ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return cwd / "run"
+    return finished_run(tmp_path_factory.mktemp("original"), ARGS, ENV)
 
 
 def new_run(cwd: Path) -> Path:
