@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test tensorboard lint bench clean
+.PHONY: help install run test test-fast test-under-load tensorboard lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,8 +22,14 @@ $(STAMP): pyproject.toml
 run: install ## install, then the default job: ResNet-20 on the embedded digits (~1 min on CPU)
 	$(PY) -m resnet_exp $(ARGS)
 
-test: install ## install, then the whole test suite
+test: install ## install, then the whole test suite (what CI runs)
 	$(PY) -m pytest $(ARGS)
+
+test-fast: install ## the tests that start no training run, sweep or compile (before a commit)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-under-load: install ## the whole suite beside 4 busy processes per core, as on shared CI
+	$(PY) scripts/stress_cpu.py --per-core 4 -- $(PY) -m pytest $(ARGS)
 
 tensorboard: install ## serve every run under outputs/ on http://127.0.0.1:6006
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1
@@ -35,5 +41,5 @@ bench: install ## framework vs bare-loop throughput, data path, start-up (a few 
 	$(PY) scripts/bench.py $(ARGS)
 
 clean: ## remove run outputs and caches (keeps .venv)
-	rm -rf outputs multirun .pytest_cache .ruff_cache
+	rm -rf outputs .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -5,50 +5,97 @@ Imports only Hydra at module level: `--help` and `--cfg job` answer without load
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+import traceback
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from resnet_exp.errors import UserError
+from resnet_exp.config import CONF_DIR
+from resnet_exp.errors import UserError, report_error
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from resnet_exp.guards import exit_on_sigterm
+    from resnet_exp.callbacks.guards import exit_on_sigterm
     from resnet_exp.train import train  # torch and Lightning load here, when a run starts
 
+    hydra_cfg = HydraConfig.get()
+    sweep_job = hydra_cfg.mode == RunMode.MULTIRUN
+    # A failed job of a sweep is recorded as failed in its run.json, and the sweep goes on to end
+    # with its table, the job marked. Hydra's basic sweeper would stop after the batch at a
+    # raised error, print its traceback twice and skip the table, so that job returns NaN (a
+    # SystemExit would end a joblib worker). The Optuna sweeper records a raised error as a FAIL
+    # trial and goes on, but fails on a NaN it is told: there the error is raised.
+    returns_nan = sweep_job and "optuna" not in str(hydra_cfg.sweeper.get("_target_")).lower()
     try:
         with exit_on_sigterm():  # a scheduler's SIGTERM: recorded as interrupted, status 143
             metrics = train(cfg)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # A sweep job: SystemExit would end the whole sweep from inside one job (and a joblib
-            # worker with it); raised, the launcher records this job as failed and the sweeper
-            # decides (Hydra's basic sweeper stops after the batch, Optuna marks the trial FAIL).
+        status = report_error(e)
+        if returns_nan:
+            return math.nan
+        if sweep_job:
             raise
-        sys.exit(2)
+        sys.exit(status)
+    except Exception:
+        if not returns_nan:
+            raise
+        traceback.print_exc()
+        return math.nan
     # The sweep objective (Optuna and other sweepers maximise it): the best validation score.
     # NaN or None (no validation) is recorded by the Optuna sweeper as a FAIL trial.
     return metrics.get(f"{cfg.monitor}_best", metrics.get(cfg.monitor))
 
 
+def config_dirs(args: list[str]) -> list[Path]:
+    """The folders given with `--config-dir DIR`, `-cd DIR` or `--config-dir=DIR`."""
+    found = []
+    for i, arg in enumerate(args):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(args):
+            found.append(Path(args[i + 1]))
+        elif arg.startswith("--config-dir="):
+            found.append(Path(arg.split("=", 1)[1]))
+    return found
+
+
+def check_readable(folder: Path) -> None:
+    """Every YAML file of a user's config folder parses: Hydra would end in a traceback from
+    deep inside its config loader at the first one that does not."""
+    import yaml
+
+    for path in sorted(folder.rglob("*.yaml")) if folder.is_dir() else []:
+        try:
+            yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{path} is not a readable YAML file ({first}): fix or remove it, "
+                            "it is in the --config-dir folder") from None
+
+
 def cli() -> None:
     """The command: `resume=RUN_DIR` first becomes that run's own overrides and folder."""
-    from resnet_exp import resume, usage
+    from resnet_exp import usage
+    from resnet_exp.runs import resume
 
     help_text = usage.text(sys.argv[1:])  # Hydra's own help generator costs 0.45-2 s: usage.py
     if help_text is not None:
-        print(help_text)
+        try:
+            print(help_text, flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     try:
+        for folder in config_dirs(sys.argv[1:]):
+            check_readable(folder)
         sys.argv = resume.command_line(sys.argv)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(report_error(e))
     main()
 
 

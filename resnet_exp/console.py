@@ -10,16 +10,16 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.tree import Tree
 
+from resnet_exp.config import GROUPS
+
 console = Console()
 
-# Groups first, in the order a reader follows a run; other top-level keys after them.
-_ORDER = ("data", "augmentation", "model", "module", "optimizer", "scheduler", "trainer",
-          "callbacks", "logger")
 
 
 def config_tree(cfg: DictConfig) -> Tree:
     tree = Tree("[bold]config[/bold]", guide_style="dim")
-    keys = [k for k in _ORDER if k in cfg] + [k for k in cfg if k not in _ORDER]
+    # the groups first, in reading order; the other top-level keys (module, name, seed) after
+    keys = [k for k in GROUPS if k in cfg] + [k for k in cfg if k not in GROUPS]
     for key in keys:
         value = cfg[key]
         branch = tree.add(f"[bold cyan]{key}[/bold cyan]")

@@ -9,6 +9,7 @@ given a SummaryWriter, the TensorBoard image from the same pixels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +19,16 @@ from matplotlib.figure import Figure
 
 RIGHT, WRONG = "#1a7f37", "#cf222e"  # green and red of the prediction grid's labels
 DPI = 100
+
+
+def plain(text: object) -> str:
+    """Text drawn as written: matplotlib reads `$...$` as math, and a run's label can hold a `$`
+    (a name like `${hydra:runtime.choices.model}_x`).
+
+    >>> print(plain("cost $5 or ${name}"))
+    cost \\$5 or \\${name}
+    """
+    return str(text).replace("$", r"\$")
 
 
 def new_figure(width: float, height: float, **subplots) -> tuple[Figure, np.ndarray]:
@@ -56,19 +67,28 @@ def displayable(x, mean: Sequence[float] | None = None,
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
+def image_stats(datamodule) -> tuple[list[float] | None, list[float] | None]:
+    """The mean/std a batch was normalised with, to show images as they were (None: as is)."""
+    if datamodule is None or not getattr(datamodule, "normalize", False):
+        return None, None
+    channels = getattr(datamodule, "in_channels", len(datamodule.mean))
+    mean, std = list(datamodule.mean), list(datamodule.std)
+    return mean * (channels // len(mean)), std * (channels // len(std))
+
+
 def tile(ax, images: np.ndarray, cols: int, titles: Sequence[str] = (),
          colors: Sequence[str] = ()) -> None:
     """Images (N x H x W x C in [0, 1]) as one mosaic in one axes, a title above each tile:
     one imshow instead of N axes draws a 48-image grid in a tenth of the time."""
     n, h, w, c = images.shape
-    rows = -(-n // cols)
+    rows = math.ceil(n / cols)
     gap, band = max(1, w // 16), (h // 3 if titles else 0)  # band: room for the titles
     mosaic = np.ones((rows * (h + band + gap), cols * (w + gap) - gap, c))  # white between
     for i, image in enumerate(images):
         top, left = (i // cols) * (h + band + gap) + band, (i % cols) * (w + gap)
         mosaic[top:top + h, left:left + w] = image
         if i < len(titles) and titles[i]:
-            ax.text(left + (w - 1) / 2, top - 0.6, titles[i], ha="center", va="bottom",
+            ax.text(left + (w - 1) / 2, top - 0.6, plain(titles[i]), ha="center", va="bottom",
                     fontsize=8, color=colors[i] if colors else "black")
     # nearest: 8x8 digits and 32x32 CIFAR images stay sharp pixels, not a blur
     ax.imshow(mosaic[..., 0] if c == 1 else mosaic, cmap="gray", vmin=0, vmax=1,
@@ -94,11 +114,11 @@ def draw_gradient_flow(ax, layers: Sequence[str], epochs: Mapping[int, Sequence[
     # name every layer up to 40, beyond that about 40 evenly spaced ones (ResNet-110 has 110)
     every = max(1, len(layers) // 40)
     ticks = list(range(0, len(layers), every))
-    ax.set_xticks(ticks, [layers[i] for i in ticks], rotation=90, fontsize=7)
+    ax.set_xticks(ticks, [plain(layers[i]) for i in ticks], rotation=90, fontsize=7)
     ax.set_xlim(-0.5, len(layers) - 0.5)
     ax.set_xlabel("layer (input to output)")
     ax.set_ylabel("average |gradient|")
-    ax.set_title(title)
+    ax.set_title(plain(title))
     ax.grid(True, which="major", alpha=0.3)
     if ordered:
         ax.legend(fontsize=7, loc="best")
@@ -115,7 +135,7 @@ def gradient_flows(panels: Mapping[str, tuple[Sequence[str], Mapping[int, Sequen
                    per_row: int = 4) -> Figure:
     """Runs side by side (e.g. plain vs residual) on one shared log scale."""
     n = len(panels)
-    rows, cols = -(-n // per_row), min(n, per_row)
+    rows, cols = math.ceil(n / per_row), min(n, per_row)
     fig, axes = new_figure(5 * cols, 4.5 * rows, nrows=rows, ncols=cols, sharey=True)
     for ax, (title, (layers, epochs)) in zip(axes.flat, panels.items(), strict=False):
         draw_gradient_flow(ax, layers, epochs, title)
@@ -134,23 +154,23 @@ def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], title: str) -> 
     side = min(max(5.0, 0.45 * n + 2), 30.0)
     fig, axes = new_figure(side, side)
     ax = axes[0, 0]
-    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(classes)).plot(
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=[plain(c) for c in classes]).plot(
         ax=ax, cmap="Blues", include_values=n <= 20, xticks_rotation="vertical", colorbar=n <= 20
     )
     if n > 20:
         ax.tick_params(labelsize=max(3, 9 - n // 20))
-    ax.set_title(title)
+    ax.set_title(plain(title))
     return fig
 
 
 def image_grid(images: np.ndarray, titles: Sequence[str] = (), colors: Sequence[str] = (),
                cols: int = 8, title: str = "") -> Figure:
     cols = min(cols, len(images))
-    rows = -(-len(images) // cols)
+    rows = math.ceil(len(images) / cols)
     fig, axes = new_figure(1.5 * cols, (1.5 + 0.3 * bool(titles)) * rows + 0.4)
     tile(axes[0, 0], images, cols, titles, colors)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(plain(title))
     return fig
 
 
@@ -183,16 +203,16 @@ def curves(panels: Mapping[str, Mapping[str, Series]], xlabel: str = "epoch") ->
     """One panel per metric, one line per configuration (mean over seeds, band of +-1 std)."""
     n = len(panels)
     cols = min(n, 2)
-    rows = -(-n // cols)
+    rows = math.ceil(n / cols)
     fig, axes = new_figure(6 * cols, 3.8 * rows, nrows=rows, ncols=cols)
     for ax, (metric, lines) in zip(axes.flat, panels.items(), strict=False):
         for label, (x, mean, std) in lines.items():
             marker = "o" if len(x) <= 20 else None  # a short run's few points stay visible
-            (line,) = ax.plot(x, mean, lw=1.3, marker=marker, ms=3, label=label)
+            (line,) = ax.plot(x, mean, lw=1.3, marker=marker, ms=3, label=plain(label))
             if std is not None:
                 lo, hi = np.subtract(mean, std), np.add(mean, std)
                 ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
-        ax.set_title(metric)
+        ax.set_title(plain(metric))
         ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
         if 0 < len(lines) <= 12:
@@ -209,12 +229,13 @@ def sweep(parameter: str, metric: str, lines: Mapping[str, Series], numeric: boo
     fig, axes = new_figure(6.5, 4.2)
     ax = axes[0, 0]
     for label, (x, mean, std) in lines.items():
-        ax.errorbar(x, mean, yerr=std, marker="o", capsize=4, lw=1.3, label=label)
+        ax.errorbar(x, mean, yerr=std, marker="o", capsize=4, lw=1.3, label=plain(label))
     if not numeric:
-        ax.set_xticks(range(len(ticks)), ticks, rotation=30 if len(ticks) > 4 else 0)
-    ax.set_xlabel(parameter)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs {parameter}")
+        ax.set_xticks(range(len(ticks)), [plain(t) for t in ticks],
+                      rotation=30 if len(ticks) > 4 else 0)
+    ax.set_xlabel(plain(parameter))
+    ax.set_ylabel(plain(metric))
+    ax.set_title(plain(f"{metric} vs {parameter}"))
     ax.grid(True, alpha=0.3)
     if 1 < len(lines) <= 12:
         ax.legend(fontsize=7)
@@ -229,8 +250,8 @@ def bars(panels: Mapping[str, tuple[Sequence[str], Sequence[float], Sequence[flo
     for ax, (quantity, (labels, values, errors)) in zip(axes.flat, panels.items(), strict=False):
         x = np.arange(len(labels))
         ax.bar(x, values, yerr=errors, capsize=4, color=[f"C{i % 10}" for i in x])
-        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-        ax.set_title(quantity)
+        ax.set_xticks(x, [plain(label) for label in labels], rotation=30, ha="right", fontsize=8)
+        ax.set_title(plain(quantity))
         ax.grid(True, axis="y", alpha=0.3)
         positive = [v for v in values if v > 0]
         if positive and max(positive) > 100 * min(positive):  # e.g. 5k vs 11M trainable params
@@ -239,5 +260,5 @@ def bars(panels: Mapping[str, tuple[Sequence[str], Sequence[float], Sequence[flo
             ax.annotate(f"{value:.4g}", (xi, value), ha="center", va="bottom", fontsize=7,
                         xytext=(0, 2), textcoords="offset points")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(plain(title))
     return fig

@@ -53,6 +53,13 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     }
 
 
+def epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """The train/val metrics logged for the last epoch, keyed as metrics.json's `final/*`."""
+    return {f"final/{key.removesuffix('_epoch')}": float(value)
+            for key, value in trainer.logged_metrics.items()
+            if key.startswith(("train/", "val/")) and not key.endswith("_step")}
+
+
 class Classifier(pl.LightningModule):
     """Image classification with top-1 (and top-5 from 10 classes up) accuracy per stage.
 
@@ -167,6 +174,8 @@ class Classifier(pl.LightningModule):
         checkpoint["train_epoch_sums"] = {
             name: dict(metric.metric_state) for name, metric in self._train_accumulators().items()
         }
+        # the last epoch's train/val numbers: final/* of a run resumed after its last epoch
+        checkpoint["epoch_metrics"] = epoch_metrics(self.trainer)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._resumed_sums = checkpoint.get("train_epoch_sums")

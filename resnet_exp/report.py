@@ -17,159 +17,23 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import os
 import re
-import statistics
+import shutil
 import sys
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from resnet_exp import runs
-from resnet_exp.errors import UserError
+from resnet_exp.errors import UserError, command
+from resnet_exp.runs import read
+from resnet_exp.runs.compare import Configuration, curve_panels, group, read_run, sweep_lines
 
 DEFAULT_METRICS = ("test/acc", "test_last/acc", "val/acc_best", "best_epoch", "params/trainable",
                    "time/total_s")
-# panel -> the logged tags it can come from, first found wins (train loss is logged per step too)
-CURVES = {"train/loss": ("train/loss_epoch", "train/loss"), "val/loss": ("val/loss",),
-          "train/acc": ("train/acc",), "val/acc": ("val/acc",)}
 TRANSFER_MODES = ("scratch", "feature_extract", "finetune")
-# runs: below this, reading event files in a process pool costs more than it saves
-PARALLEL_FROM = 16
-
-
-@dataclass
-class Run:
-    path: Path
-    status: str
-    seed: object
-    overrides: dict[str, str]  # key -> value as given on the command line, seed left out
-    metrics: dict
-    config: dict
-    error: str | None = None
-    _choices: dict | None = field(default=None, repr=False)
-
-    @property
-    def done(self) -> bool:
-        return self.status == "finished" and bool(self.metrics)
-
-    def value(self, key: str) -> str:
-        """The value a run had for an override key: as given, else from its saved config, else
-        its config-group choice (e.g. `model` for a run that kept the default)."""
-        if key in self.overrides:
-            return self.overrides[key]
-        node = self.config
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None and not isinstance(node, dict):
-            return _text(node)
-        if self._choices is None:
-            self._choices = runs.read_choices(self.path)
-        return _text(self._choices[key]) if key in self._choices else "-"
-
-
-def _text(value) -> str:
-    """A config value as it would be written in an override (true, null, 0.1)."""
-    if isinstance(value, bool) or value is None:
-        return {True: "true", False: "false", None: "null"}[value]
-    if isinstance(value, list):
-        return "[" + ",".join(_text(v) for v in value) + "]"
-    return str(value)
-
-
-def _normal(value: str) -> str:
-    # a sweep writes its jobs' overrides as Python prints them (model.residual=False), the
-    # command line as typed (model.residual=false): one spelling, so the runs group together
-    lower = value.lower()
-    if lower in ("true", "false", "null"):
-        return lower
-    return "null" if value == "None" else value
-
-
-def load_run(path: Path) -> Run:
-    try:
-        info = runs.read_json(path / runs.RUN_FILE) if (path / runs.RUN_FILE).is_file() else {}
-    except ValueError:
-        info = {"status": "unreadable run.json"}
-    status = info.get("status") or "no run.json"
-    metrics = {}
-    if (path / runs.METRICS_FILE).is_file():
-        metrics = runs.read_json(path / runs.METRICS_FILE)
-    elif status == "finished":
-        status = "finished, no metrics.json"
-    overrides = dict(o.partition("=")[::2] for o in runs.read_overrides(path))
-    overrides = {key.lstrip("+"): _normal(value) for key, value in overrides.items()}
-    seed = overrides.pop("seed", info.get("seed"))
-    overrides.pop("resume", None)  # how a job was (re)started, not what it trained
-    return Run(path, status, seed, overrides, metrics, runs.read_saved_config(path),
-               info.get("error"))
-
-
-def collect(patterns: list[str]) -> list[Path]:
-    """Run folders named by, or found below, each path or glob; a clear error for the rest."""
-    found: dict[Path, None] = {}
-    for pattern in patterns:
-        paths = [Path(pattern)] if Path(pattern).exists() else [
-            Path(p) for p in sorted(glob.glob(pattern))]
-        if not paths:
-            what = "no folder matches this pattern" if glob.has_magic(pattern) else "no such folder"
-            raise UserError(f"{pattern}: {what}")
-        for path in paths:
-            if not path.is_dir():
-                raise UserError(f"{path} is a file: give run folders or sweep folders")
-            run_dirs = runs.find_runs(path)
-            if not run_dirs and runs.is_sweep_dir(path):
-                raise UserError(f"{path} is a sweep folder with no runs in it: none of its jobs "
-                                "has started (a job folder gets run.json when it starts)")
-            if not run_dirs:
-                raise UserError(
-                    f"{path} is not a run folder and holds none: a run folder has run.json and "
-                    ".hydra/ (outputs/runs/<date>_<time>_<name>/); a sweep folder holds numbered "
-                    "run folders (outputs/multirun/<date>_<time>/)")
-            found.update(dict.fromkeys(p.resolve() for p in run_dirs))
-    return list(found)
-
-
-@dataclass
-class Configuration:
-    values: dict[str, str]  # the differing keys' values: the row's label
-    runs: list[Run]
-
-    @property
-    def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.values.items()) or "all runs"
-
-    @property
-    def finished(self) -> list[Run]:
-        return [r for r in self.runs if r.done]
-
-    def stats(self, metric: str) -> tuple[float, float | None, int] | None:
-        values = [float(r.metrics[metric]) for r in self.finished
-                  if isinstance(r.metrics.get(metric), (int, float))]
-        if not values:
-            return None
-        std = statistics.stdev(values) if len(values) > 1 else None
-        return statistics.fmean(values), std, len(values)
-
-    def not_averaged(self) -> str:
-        counts = Counter(r.status for r in self.runs if not r.done)
-        return ", ".join(f"{counts[status]} {status}" for status in sorted(counts))
-
-
-def group(all_runs: list[Run]) -> tuple[list[Configuration], dict[str, str]]:
-    """Configurations (in the order their first run appears) and the settings they all share."""
-    keys = list(dict.fromkeys(k for r in all_runs for k in r.overrides))
-    groups: dict[tuple, list[Run]] = {}
-    for run in all_runs:
-        groups.setdefault(tuple(run.value(k) for k in keys), []).append(run)
-    differing = [i for i in range(len(keys)) if len({g[i] for g in groups}) > 1]
-    common = {keys[i]: value for i, value in enumerate(next(iter(groups))) if i not in differing}
-    configs = [Configuration({keys[i]: g[i] for i in differing}, members)
-               for g, members in groups.items()]
-    return configs, common
 
 
 def fmt(x: float, digits: int = 4) -> str:
@@ -192,120 +56,120 @@ def cell(stats) -> str:
 
 # -- figures ----------------------------------------------------------------------------------
 
-def read_all_scalars(paths: list[Path]) -> list[dict]:
-    if len(paths) < PARALLEL_FROM:
-        return [runs.read_scalars(p) for p in paths]
-    with ProcessPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return list(pool.map(runs.read_scalars, paths, chunksize=4))
-
-
-def curve_panels(configs: list[Configuration]):
-    import numpy as np
-
-    finished = [r for c in configs for r in c.finished]
-    paths = [r.path for r in finished]
-    scalars = dict(zip(paths, read_all_scalars(paths), strict=True))
-    panels: dict = {panel: {} for panel in CURVES}
-    for config in configs:
-        for panel, tags in CURVES.items():
-            # one point per epoch for epoch-level tags: x = 1..epochs
-            series = [next((s[t] for t in tags if t in s), None)
-                      for s in (scalars[r.path] for r in config.finished)]
-            series = [[v for _, v in s] for s in series if s]
-            if not series:
-                continue
-            length = min(len(s) for s in series)
-            values = np.array([s[:length] for s in series])
-            std = values.std(0, ddof=1) if len(values) > 1 else None
-            panels[panel][config.label] = (np.arange(1, length + 1), values.mean(0), std)
-    return {k: v for k, v in panels.items() if v}
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text) if text.lower() not in ("nan", "inf", "-inf", "true", "false") else None
-    except ValueError:
-        return None
-
-
-def _natural(text: str) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
-def sweep_lines(configs: list[Configuration], key: str, metric: str):
-    """x = the values of `key`, one line per combination of the other differing keys."""
-    points = [(c, c.stats(metric)) for c in configs]
-    points = [(c, s) for c, s in points if s is not None]
-    xs = sorted({c.values[key] for c, _ in points}, key=_natural)
-    numeric = all(_number(x) is not None for x in xs)
-    if numeric:
-        xs.sort(key=float)
-    lines: dict = {}
-    for config, (mean, std, _) in points:
-        rest = " ".join(f"{k}={v}" for k, v in config.values.items() if k != key) or metric
-        x = float(config.values[key]) if numeric else xs.index(config.values[key])
-        lines.setdefault(rest, []).append((x, mean, std or 0.0))
-    lines = {label: tuple(map(list, zip(*sorted(p), strict=True))) for label, p in lines.items()}
-    return lines, numeric, xs
-
-
 def draw(configs: list[Configuration], metric: str, out: Path) -> list[tuple[str, str]]:
     """Every figure the runs allow; returns (title, file name) pairs."""
+    if not any(c.finished for c in configs):
+        return []
+    return [*_curves(configs, out), *_sweeps(configs, metric, out),
+            *_gradient_flows(configs, out), *_transfer(configs, metric, out)]
+
+
+def _curves(configs: list[Configuration], out: Path) -> list[tuple[str, str]]:
+    from resnet_exp import figures
+
+    panels = curve_panels(configs)
+    if not panels:
+        return []
+    figures.save(figures.curves(panels), out / "curves.png")
+    return [("Training and validation curves (mean ± std over seeds)", "curves.png")]
+
+
+def _sweeps(configs: list[Configuration], metric: str, out: Path) -> list[tuple[str, str]]:
+    """One figure per swept key that takes more than one value: `metric` against it."""
     from resnet_exp import figures
 
     drawn = []
-    if not any(c.finished for c in configs):
-        return drawn
-    panels = curve_panels(configs)
-    if panels:
-        figures.save(figures.curves(panels), out / "curves.png")
-        drawn.append(("Training and validation curves (mean ± std over seeds)", "curves.png"))
     for key in configs[0].values:
         lines, numeric, ticks = sweep_lines(configs, key, metric)
-        if len({x for line in lines.values() for x in line[0]}) > 1:
-            name = "sweep_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", key) + ".png"
-            figures.save(figures.sweep(key, metric, lines, numeric, ticks), out / name)
-            drawn.append((f"{metric} vs {key} (error bars: ± 1 std over seeds)", name))
-    flows = {}
-    for config in configs:
-        run = next((r for r in config.finished
-                    if (r.path / runs.GRADIENT_FLOW_FILE).is_file()), None)
-        if run is not None:
-            flows[f"{config.label} (seed {run.seed})"] = runs.read_gradient_flow(
-                run.path / runs.GRADIENT_FLOW_FILE)
-    if flows:
-        figures.save(figures.gradient_flows(flows), out / "gradient_flow.png")
-        drawn.append(("Gradient flow, one line per epoch", "gradient_flow.png"))
-    if any(str(r.config.get("model", {}).get("mode")) in TRANSFER_MODES
-           for c in configs for r in c.finished if isinstance(r.config.get("model"), dict)):
-        shown = [c for c in configs if c.stats(metric)]
-        quantities = {metric: metric, "params/trainable": "params/trainable",
-                      "best_epoch": "epochs to best"}
-        bar_panels = {}
-        for key, title in quantities.items():
-            stats = [c.stats(key) for c in shown]
-            shift = 1 if key == "best_epoch" else 0  # best_epoch counts from 0
-            bar_panels[title] = ([c.label for c in shown],
-                                 [s[0] + shift if s else 0.0 for s in stats],
-                                 [s[1] or 0.0 if s else 0.0 for s in stats])
-        figures.save(figures.bars(bar_panels, "Transfer learning"), out / "transfer.png")
-        drawn.append(("Transfer learning: accuracy, trainable parameters, epochs to best",
-                      "transfer.png"))
+        xs = {x for xs_of_line, _, _ in lines.values() for x in xs_of_line}
+        if len(xs) < 2:
+            continue
+        name = "sweep_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", key) + ".png"
+        figures.save(figures.sweep(key, metric, lines, numeric, ticks), out / name)
+        drawn.append((f"{metric} vs {key} (error bars: ± 1 std over seeds)", name))
     return drawn
 
 
-# -- outputs ----------------------------------------------------------------------------------
+def _gradient_flows(configs: list[Configuration], out: Path) -> list[tuple[str, str]]:
+    """Each configuration's first finished run with a gradient_flow.csv, side by side."""
+    from resnet_exp import figures
+
+    flows = {}
+    for configuration in configs:
+        with_flow = [r for r in configuration.finished
+                     if (r.path / runs.GRADIENT_FLOW_FILE).is_file()]
+        if with_flow:
+            run = with_flow[0]
+            title = f"{configuration.label} (seed {run.seed})"
+            flows[title] = read.read_gradient_flow(run.path / runs.GRADIENT_FLOW_FILE)
+    if not flows:
+        return []
+    figures.save(figures.gradient_flows(flows), out / "gradient_flow.png")
+    return [("Gradient flow, one line per epoch", "gradient_flow.png")]
+
+
+def _is_transfer(run) -> bool:
+    model = run.config.get("model")
+    return isinstance(model, dict) and str(model.get("mode")) in TRANSFER_MODES
+
+
+def _transfer(configs: list[Configuration], metric: str, out: Path) -> list[tuple[str, str]]:
+    """Transfer-learning runs (`model.mode`): accuracy, trainable parameters, epochs to best."""
+    from resnet_exp import figures
+
+    if not any(_is_transfer(r) for c in configs for r in c.finished):
+        return []
+    shown = [c for c in configs if c.stats(metric)]
+    titles = {metric: metric, "params/trainable": "params/trainable",
+              "best_epoch": "epochs to best"}
+    panels = {}
+    for key, title in titles.items():
+        shift = 1 if key == "best_epoch" else 0  # best_epoch counts from 0
+        means, stds = [], []
+        for configuration in shown:
+            stats = configuration.stats(key)
+            means.append(stats[0] + shift if stats else 0.0)
+            stds.append((stats[1] or 0.0) if stats else 0.0)
+        panels[title] = ([c.label for c in shown], means, stds)
+    figures.save(figures.bars(panels, "Transfer learning"), out / "transfer.png")
+    return [("Transfer learning: accuracy, trainable parameters, epochs to best", "transfer.png")]
+
+
+# -- tables: the console, report.md and report.csv show the same rows --------------------------
+
+@dataclass
+class Row:
+    """One configuration as every table shows it."""
+
+    label: list[str]  # the differing keys' values, or ["all runs"]
+    n: int  # finished runs
+    stats: list[tuple[float, float | None, int] | None]  # per metric: mean, std, count
+    not_averaged: str
+
+    def cells(self) -> list[str]:
+        return [*self.label, str(self.n), *(cell(s) for s in self.stats), self.not_averaged]
+
+
+def table_rows(configs: list[Configuration], metrics: list[str]) -> tuple[list[str], list[Row]]:
+    """The label columns (the differing keys) and one row per configuration."""
+    keys = list(configs[0].values) or ["configuration"]
+    return keys, [Row(list(c.values.values()) or ["all runs"], len(c.finished),
+                      [c.stats(m) for m in metrics], c.not_averaged()) for c in configs]
+
+
+def left_out(configs: list[Configuration]) -> list[tuple[Configuration, object]]:
+    return [(c, r) for c in configs for r in c.runs if not r.done]
+
 
 def write_outputs(out: Path, configs, common, metrics, drawn, argv) -> None:
-    keys = list(configs[0].values)
+    keys, rows = table_rows(configs, metrics)
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*keys, "n", "not averaged",
                          *(f"{m} {s}" for m in metrics for s in ("mean", "std"))])
-        for c in configs:
-            stats = [c.stats(m) for m in metrics]
-            writer.writerow([*c.values.values(), len(c.finished), c.not_averaged(),
-                             *(v for s in stats for v in ((s[0], s[1]) if s else ("", "")))])
+        for row in rows:
+            means_stds = [v for s in row.stats for v in ((s[0], s[1]) if s else ("", ""))]
+            writer.writerow([*row.label, row.n, row.not_averaged, *means_stds])
     with open(out / "runs.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "status", "seed", *keys, *metrics])
@@ -313,22 +177,18 @@ def write_outputs(out: Path, configs, common, metrics, drawn, argv) -> None:
             for r in c.runs:
                 writer.writerow([r.path, r.status, r.seed, *c.values.values(),
                                  *(r.metrics.get(m, "") for m in metrics)])
+    header = [*keys, "n", *metrics, "not averaged"]
     lines = [f"# Report: {counted(configs)}", "",
              f"`python -m resnet_exp.report {' '.join(argv)}`, {datetime.now():%Y-%m-%d %H:%M}",
              "", "Mean ± std over the seeds of the finished runs; n finished runs."]
     if common:
         lines += ["", "Same in every run: " + " ".join(f"`{k}={v}`" for k, v in common.items())]
-    header = [*(keys or ["configuration"]), "n", *metrics, "not averaged"]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for c in configs:
-        row = [*(c.values.values() if keys else ["all runs"]), str(len(c.finished)),
-               *(cell(c.stats(m)) for m in metrics), c.not_averaged()]
-        lines.append("| " + " | ".join(row) + " |")
-    left_out = [(c, r) for c in configs for r in c.runs if not r.done]
-    if left_out:
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    if left_out(configs):
         lines += ["", "## Runs not averaged", "", "| run | status | configuration | error |",
                   "|---|---|---|---|"]
-        for c, r in left_out:
+        for c, r in left_out(configs):
             error = r.error.splitlines()[0][:120] if r.error else ""
             lines.append(f"| {r.path} | {r.status} | {c.label} | {error} |")
     for title, name in drawn:
@@ -341,33 +201,31 @@ def print_table(configs, common, metrics) -> None:
 
     from resnet_exp.console import console
 
-    keys = list(configs[0].values)
-    table = Table(title=f"{counted(configs)} (mean ± std over seeds)",
-                  header_style="bold",
+    keys, rows = table_rows(configs, metrics)
+    table = Table(title=f"{counted(configs)} (mean ± std over seeds)", header_style="bold",
                   caption=" ".join(f"{k}={v}" for k, v in common.items()) or None)
-    for key in keys or ["configuration"]:
-        table.add_column(key)
-    table.add_column("n", justify="right")
-    for metric in metrics:
-        table.add_column(metric, justify="right")
+    for key in keys:  # the configuration's values are never cut: resnet20 vs resnet32
+        table.add_column(key, no_wrap=True, min_width=len(key))
+    for name in ("n", *metrics):
+        table.add_column(name, justify="right", no_wrap=True)
     table.add_column("not averaged", style="yellow")
-    for c in configs:
-        table.add_row(*(c.values.values() if keys else ["all runs"]), str(len(c.finished)),
-                      *(cell(c.stats(m)) for m in metrics), c.not_averaged())
+    for row in rows:
+        table.add_row(*row.cells())
     console.print(table)
-    left_out = [(c, r) for c in configs for r in c.runs if not r.done]
-    if left_out:
+    if left_out(configs):
         rest = Table(title="Runs not averaged", header_style="bold")
         for column in ("run", "status", "configuration", "error"):
             rest.add_column(column, overflow="fold")
-        for c, r in left_out:
+        for c, r in left_out(configs):
             rest.add_row(str(r.path), r.status, c.label, (r.error or "")[:200])
         console.print(rest)
 
 
 def report(patterns: list[str], out: Path | None = None, metrics: list[str] | None = None,
            figures: bool = True, argv: list[str] | None = None) -> Path:
-    all_runs = [load_run(p) for p in collect(patterns)]
+    """Table, files and figures of the runs under `patterns`, into `out`. The folder appears
+    only once everything in it is written: a failed report leaves none behind."""
+    all_runs = [read_run(p) for p in read.collect(patterns)]
     configs, common = group(all_runs)
     present = {k for r in all_runs for k in r.metrics}
     if metrics:
@@ -378,13 +236,24 @@ def report(patterns: list[str], out: Path | None = None, metrics: list[str] | No
     else:
         metrics = [m for m in DEFAULT_METRICS if m in present] or list(DEFAULT_METRICS[:1])
     out = Path(out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}")
-    out.mkdir(parents=True, exist_ok=True)
     print_table(configs, common, metrics)
-    drawn = draw(configs, metrics[0], out) if figures else []
-    write_outputs(out, configs, common, metrics, drawn, argv or patterns)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        drawn = draw(configs, metrics[0], staging) if figures else []
+        write_outputs(staging, configs, common, metrics, drawn, argv or patterns)
+        if out.exists():  # --out given again: the new report replaces the old one's files
+            for old in staging.iterdir():
+                os.replace(old, out / old.name)
+            staging.rmdir()
+        else:
+            os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m resnet_exp.report", description=__doc__.split("\n\n", 1)[1],
@@ -399,12 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-figures", action="store_true",
                         help="tables only (skips reading the TensorBoard event files)")
     args = parser.parse_args(argv)
-    try:
-        out = report(args.paths, args.out, args.metrics, not args.no_figures,
-                     argv if argv is not None else sys.argv[1:])
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = report(args.paths, args.out, args.metrics, not args.no_figures,
+                 argv if argv is not None else sys.argv[1:])
     from resnet_exp.console import console
 
     console.print(f"report: {out / 'report.md'}")

@@ -1,8 +1,8 @@
 """`python -m resnet_exp.reproduce RUN_DIR [overrides] [--trust]`: run a finished run again.
 
-Replays the run's saved overrides (resume.py: allow-list, drift warning) plus any given, as a new
-run in a new folder whose run.json records `reproduces: RUN_DIR`, then prints its final metrics
-beside the original's. With `deterministic=true` a CPU run reproduces every metric exactly
+Replays the run's saved overrides (runs/replay.py: allow-list, drift warning) plus any given, as
+a new run in a new folder whose run.json records `reproduces: RUN_DIR`, then prints its final
+metrics beside the original's. With `deterministic=true` a CPU run reproduces every metric exactly
 (tests/test_reproduce.py); the time/* entries measure the machine, not the run.
 """
 
@@ -17,8 +17,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from resnet_exp import resume, runs
-from resnet_exp.errors import UserError
+from resnet_exp import runs
+from resnet_exp.config import CONF_DIR
+from resnet_exp.errors import UserError, command
+from resnet_exp.runs import read, record
+from resnet_exp.runs.replay import replay
 
 IGNORED_PREFIXES = ("time/",)  # wall-clock measurements differ between any two runs
 
@@ -71,18 +74,18 @@ def _fmt(value) -> str:
 
 def reproduce(run_dir: Path, overrides: list[str], trust: bool = False) -> tuple[Path, dict]:
     """Run RUN_DIR's config again as a new run; returns its folder and metrics."""
-    from resnet_exp.guards import exit_on_sigterm
+    from resnet_exp.callbacks.guards import exit_on_sigterm
     from resnet_exp.train import train
 
     run_dir = Path(run_dir).resolve()
-    replayed, _ = resume.load_run(run_dir, overrides, trust)
+    replayed, _ = replay(run_dir, overrides, trust)
     result: dict = {}
 
-    @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def job(cfg: DictConfig) -> None:
         new_dir = Path(HydraConfig.get().runtime.output_dir)
         result["run_dir"] = new_dir
-        runs.note(new_dir, reproduces=str(run_dir))  # RunRecord.start keeps it
+        record.note(new_dir, reproduces=str(run_dir))  # RunRecord.start keeps it
         try:
             with exit_on_sigterm():
                 result["metrics"] = train(cfg)
@@ -100,6 +103,7 @@ def reproduce(run_dir: Path, overrides: list[str], trust: bool = False) -> tuple
     return result["run_dir"], result["metrics"]
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m resnet_exp.reproduce",
@@ -107,19 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="the run folder to reproduce")
     parser.add_argument("overrides", nargs="*", help="extra overrides, e.g. trainer.max_epochs=2")
     parser.add_argument("--trust", action="store_true",
-                        help="accept _target_ entries outside the allow-list (trust.py)")
+                        help="accept _target_ entries outside the allow-list (runs/trust.py)")
     args = parser.parse_intermixed_args(argv)
-    try:
-        runs.load_config(args.run_dir)
-        metrics_file = args.run_dir / runs.METRICS_FILE
-        original = runs.read_json(metrics_file) if metrics_file.is_file() else {}
-        if not original:
-            print(f"note: {args.run_dir} has no metrics.json (status: "
-                  f"{runs.run_status(args.run_dir)}): nothing to compare with", file=sys.stderr)
-        new_dir, metrics = reproduce(args.run_dir, args.overrides, trust=args.trust)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    read.load_config(args.run_dir)
+    metrics_file = args.run_dir / runs.METRICS_FILE
+    original = read.read_json(metrics_file) if metrics_file.is_file() else {}
+    if not original:
+        print(f"note: {args.run_dir} has no metrics.json (status: "
+              f"{read.run_status(args.run_dir)}): nothing to compare with", file=sys.stderr)
+    new_dir, metrics = reproduce(args.run_dir, args.overrides, trust=args.trust)
     if original:
         print_comparison(args.run_dir, new_dir, original, metrics)
     return 0

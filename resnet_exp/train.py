@@ -7,6 +7,7 @@ loggers and trainer are ordinary classes built by `hydra.utils.instantiate` (STY
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -18,12 +19,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from resnet_exp import checkpoints, console, distributed, resume, runs, speed
+from resnet_exp import checkpoints, console, distributed, speed
+from resnet_exp.callbacks import ModelCheckpoint
+from resnet_exp.config import GROUPS, override_key
 from resnet_exp.errors import UserError
-from resnet_exp.module import count_parameters
-
-# The config groups whose choices name a run in TensorBoard's HPARAMS tab and in reports.
-GROUPS = ("model", "data", "augmentation", "optimizer", "scheduler", "trainer", "experiment")
+from resnet_exp.module import count_parameters, epoch_metrics
+from resnet_exp.runs import read, resume
+from resnet_exp.runs.record import RunRecord, lock
 
 
 def build(node: DictConfig, what: str, **kwargs):
@@ -36,8 +38,7 @@ def build(node: DictConfig, what: str, **kwargs):
 
 
 def _bad_config_message(what: str, error: BaseException) -> str:
-    given = [o for o in HydraConfig.get().overrides.task
-             if o.split("=")[0].lstrip("+~").startswith(what)]
+    given = [o for o in HydraConfig.get().overrides.task if override_key(o).startswith(what)]
     hint = f" Overrides given for it: {' '.join(given)}." if given else ""
     return f"Invalid {what} config: {type(error).__name__}: {error}.{hint}"
 
@@ -68,9 +69,50 @@ def check_input_shape(model: torch.nn.Module, shape: tuple[int, ...], names: str
         model.train(was_training)
 
 
+@dataclass
+class Parts:
+    """Everything a run is made of, built from its config by `assemble`."""
+
+    datamodule: pl.LightningDataModule
+    model: torch.nn.Module
+    module: pl.LightningModule
+    callbacks: list[pl.Callback]
+    loggers: list
+    trainer: pl.Trainer
+
+
+def assemble(cfg: DictConfig, resume_from: Path | None = None, testing: bool = False,
+             extra_callbacks: tuple[pl.Callback, ...] = ()) -> Parts:
+    """Build the parts of a run from `cfg`, checking each before any data is read: the model
+    must take the data's images, the optimizer its settings, a checkpoint to resume the model.
+
+    `resume_from`: the last.ckpt a resumed run continues from (TensorBoard then hides what the
+    interrupted attempt logged after it). `testing`: for a test of a saved checkpoint, without
+    the checkpoint callback (nothing to save)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    datamodule = build(cfg.data, "data")
+    model = build(cfg.model, "model")
+    check_input_shape(model, (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size),
+                      f"model={choices.get('model')} data={choices.get('data')}")
+    optimizer = build(cfg.optimizer, "optimizer")
+    check_optimizer(optimizer)
+    module = build(cfg.module, "module", model=model, optimizer=optimizer,
+                   scheduler=build(cfg.scheduler, "scheduler", _convert_="all"))
+    callbacks = [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c]
+    if testing:
+        callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+    purge_step = checkpoints.resume_step(module, resume_from) if cfg.get("resume") else None
+    loggers = [build(lg, "logger", **resume.logger_kwargs(lg, purge_step))
+               for lg in (cfg.get("logger") or {}).values() if lg]
+    trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *extra_callbacks],
+                    logger=loggers or False)
+    return Parts(datamodule, model, module, callbacks, loggers, trainer)
+
+
 def hparams(cfg: DictConfig, choices: dict) -> dict:
     """What TensorBoard's HPARAMS tab compares: the group choices and the scalar settings."""
-    flat = {f"choice/{g}": str(choices.get(g)) for g in GROUPS if g in choices}
+    flat = {f"choice/{g}": str(choices[g]) for g in GROUPS if choices.get(g) is not None}
     flat.update({"seed": cfg.seed, "deterministic": cfg.deterministic})
     for group in ("model", "data", "augmentation", "optimizer", "module"):
         node = OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) else {}
@@ -85,12 +127,11 @@ def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None
     """Fit (from `ckpt_path` when resuming), then test the best checkpoint as `test/*` and the
     last one as `test_last/*`."""
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    # The last epoch's train/val numbers; testing replaces trainer.logged_metrics.
-    metrics: dict = {
-        f"final/{key.removesuffix('_epoch')}": float(value)
-        for key, value in trainer.logged_metrics.items()
-        if key.startswith(("train/", "val/")) and not key.endswith("_step")
-    }
+    # The last epoch's train/val numbers (testing replaces trainer.logged_metrics); a run
+    # resumed after its last epoch trained none: they are in its last checkpoint.
+    metrics = epoch_metrics(trainer)
+    if not metrics and ckpt_path is not None:
+        metrics = dict(checkpoints.load(ckpt_path).get("epoch_metrics", {}))
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None and checkpoint.best_model_path:
         # Read before testing: loading a checkpoint restores the callback's state as it was
@@ -112,47 +153,52 @@ def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None
     return {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
 
 
+def check_run_settings(cfg: DictConfig) -> None:
+    """The top-level keys a run needs before anything is built."""
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise UserError(f"seed={cfg.seed!r}: the seed must be an integer, e.g. seed=1")
+    trainer = cfg.trainer
+    if trainer.get("max_epochs") == 0 or trainer.get("max_steps") == 0:
+        raise UserError(
+            "trainer.max_epochs=0 (or max_steps=0) trains nothing, so the run would end with no "
+            "checkpoint to test: give at least 1; to test a run's saved weights use "
+            "python -m resnet_exp.eval RUN_DIR")
+
+
 def train(cfg: DictConfig) -> dict:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     choices = dict(hydra_cfg.runtime.choices)
     rank_zero = distributed.is_rank_zero()  # DDP: every rank runs this; rank 0 alone writes
+    check_run_settings(cfg)
+    with lock(run_dir, write=rank_zero):
+        return _train(cfg, run_dir, choices, rank_zero)
+
+
+def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> dict:
+    hydra_cfg = HydraConfig.get()
     resume_from = None
     if cfg.get("resume"):
-        if runs.run_status(run_dir) == "finished":
+        if read.run_status(run_dir) == "finished":
             return resume.finished(run_dir)  # its metrics and checkpoints stay as they are
         # last.ckpt, or None: start in the same folder
-        resume_from = resume.prepare(run_dir) if rank_zero else runs.last_checkpoint(run_dir)
-    record = runs.RunRecord(run_dir, write=rank_zero)
+        resume_from = resume.prepare(run_dir) if rank_zero else read.last_checkpoint(run_dir)
+    record = RunRecord(run_dir, write=rank_zero)
     record.start(seed=cfg.seed, extra={"name": cfg.name, "tags": list(cfg.tags),
                                         "overrides": list(hydra_cfg.overrides.task)})
     if rank_zero:
         console.print_config(cfg)
     started = time.perf_counter()
     with record.recording():
-        pl.seed_everything(cfg.seed, workers=True)
-        datamodule = build(cfg.data, "data")
-        model = build(cfg.model, "model")
-        check_input_shape(model, (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size),
-                          f"model={choices.get('model')} data={choices.get('data')}")
-        optimizer = build(cfg.optimizer, "optimizer")
-        check_optimizer(optimizer)
-        module = build(cfg.module, "module", model=model, optimizer=optimizer,
-                       scheduler=build(cfg.scheduler, "scheduler", _convert_="all"))
-        callbacks = [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c]
-        # Resuming: the checkpoint must fit the model; TensorBoard hides what the interrupted
-        # attempt logged after it.
-        purge_step = checkpoints.resume_step(module, resume_from) if cfg.get("resume") else None
-        loggers = [build(lg, "logger", **resume.logger_kwargs(lg, purge_step))
-                   for lg in (cfg.get("logger") or {}).values() if lg]
-        trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+        parts = assemble(cfg, resume_from=resume_from)
+        trainer, module, model = parts.trainer, parts.module, parts.model
         distributed.check_launch(trainer, multirun=hydra_cfg.mode == RunMode.MULTIRUN)
         scale = distributed.batch_scale(trainer, cfg.data.batch_size)
         record.update(**scale)
         speed.check_precision(trainer.precision, trainer.strategy.root_device)
         compiled = speed.compile_seconds() if cfg.module.get("compile") else None
 
-        metrics = fit_and_test(trainer, module, datamodule, ckpt_path=resume_from)
+        metrics = fit_and_test(trainer, module, parts.datamodule, ckpt_path=resume_from)
         metrics.update(count_parameters(model))
         metrics["time/total_s"] = time.perf_counter() - started
         if compiled is not None:  # torch.compile's own time, part of time/total_s

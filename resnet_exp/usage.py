@@ -15,12 +15,13 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from resnet_exp.config import CONF_DIR
+
 # What Hydra's template may ask for that only Hydra can produce cheaply enough to be worth it.
 HYDRA_ONLY = ("$FLAGS_HELP", "$HYDRA_CONFIG_GROUPS", "$CONFIG")
 
 
-def config_groups(conf: Path = CONF) -> str:
+def config_groups(conf: Path = CONF_DIR) -> str:
     """Hydra's `$APP_CONFIG_GROUPS`: `group: option, option` for every folder holding configs,
     nested ones as `parent/child`, Hydra's own (`hydra/...`) left out."""
     lines = []
@@ -34,7 +35,7 @@ def config_groups(conf: Path = CONF) -> str:
     return "".join(f"{line}\n" for line in sorted(lines))
 
 
-def text(argv: list[str], conf: Path = CONF) -> str | None:
+def text(argv: list[str], conf: Path = CONF_DIR) -> str | None:
     """The help text for `argv` (the arguments after the program), or None where Hydra must
     answer."""
     if argv not in (["--help"], ["-h"]):

@@ -21,6 +21,7 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from resnet_exp import report, runs
+from resnet_exp.runs import compare, read, record
 
 
 def make_run(folder: Path, depth: int, residual: str, seed: int, epochs: int, steps: int,
@@ -33,8 +34,9 @@ def make_run(folder: Path, depth: int, residual: str, seed: int, epochs: int, st
                         "residual": residual == "true"}, "seed": seed}
     (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     acc = 0.5 + depth / 1000 * (1 if residual == "true" else -1)
-    runs.write_json_atomic(folder / runs.RUN_FILE, {"status": "finished", "seed": seed})
-    runs.write_json_atomic(folder / runs.METRICS_FILE, {"test/acc": acc, "best_epoch": epochs - 1})
+    record.write_json_atomic(folder / runs.RUN_FILE, {"status": "finished", "seed": seed})
+    record.write_json_atomic(folder / runs.METRICS_FILE,
+                             {"test/acc": acc, "best_epoch": epochs - 1})
     writer = SummaryWriter(str(folder / runs.TENSORBOARD_DIR))
     flow = writer if not layers_apart else SummaryWriter(
         str(folder / runs.TENSORBOARD_DIR / "gradient_flow"))
@@ -81,11 +83,11 @@ def main() -> None:
         out = Path(tmp) / "reports"
         timed(f"report, table only ({args.runs} runs)",
               lambda: report.report([str(root)], out / "a", figures=False))
-        parallel_from = report.PARALLEL_FROM
-        report.PARALLEL_FROM = 10**9
+        parallel_from = compare.PARALLEL_FROM
+        compare.PARALLEL_FROM = 10**9
         timed("report with figures, event files read serially",
               lambda: report.report([str(root)], out / "b"))
-        report.PARALLEL_FROM = parallel_from
+        compare.PARALLEL_FROM = parallel_from
         timed("report with figures, event files read in a process pool",
               lambda: report.report([str(root)], out / "c"))
 
@@ -94,7 +96,7 @@ def main() -> None:
             make_run(folder, 110, "true", 0, args.epochs, args.steps, args.layers, apart)
             where = "a file of their own" if apart else "the run's event file"
             timed(f"one run's curves, {args.layers} layers' gradient scalars in {where}",
-                  lambda folder=folder: runs.read_scalars(folder))
+                  lambda folder=folder: read.read_scalars(folder))
 
 
 if __name__ == "__main__":

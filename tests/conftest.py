@@ -1,8 +1,11 @@
-"""Shared fixtures: composing the real config tree, and running the real CLI in a subprocess."""
+"""Shared fixtures: composing the real config tree, running the real CLI in a subprocess, and one
+finished run that every test reading a run folder shares (`smoke_run`, read-only: a test that
+writes into a run takes `smoke_run_copy`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +13,24 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
+from resnet_exp.config import CONF_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = CONF_DIR  # the tree the package reads
 SHARED = ROOT.parent / "shared"
+# A short deterministic run with every callback (figures, per-class results, gradient flow),
+# one thread: the same float sums in the run and in the tests that evaluate it in-process.
+SMOKE_RUN = ["trainer=smoke", "trainer.max_epochs=2", "deterministic=true", "callbacks=study"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+# A 2 x 2 sweep: VGG08 without and with shortcuts, two seeds each (the report's configurations).
+SMOKE_SWEEP = ["-m", "model=vgg08", "model.residual=false,true", "seed=1,2", "trainer=smoke",
+               "callbacks=study"]
 
 
 def compose_config(overrides: list[str], output_dir: Path):
     """The config `python -m resnet_exp <overrides>` would run, with its hydra node set so that
     `${hydra:...}` interpolations resolve: what resume, reproduce and eval compose too."""
-    from resnet_exp.resume import compose
+    from resnet_exp.config import compose
 
     return compose(overrides, output_dir)
 
@@ -28,6 +40,29 @@ def finished_run(cwd: Path, args: list[str], env: dict | None = None) -> Path:
     result = run_cli([*args, "hydra.run.dir=run"], cwd, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return cwd / "run"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """One finished run (SMOKE_RUN) for every test that only reads a run folder."""
+    return finished_run(tmp_path_factory.mktemp("smoke_run"), SMOKE_RUN, env=ONE_THREAD)
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(tmp_path_factory) -> Path:
+    """One finished sweep (SMOKE_SWEEP: 4 jobs) for every test that only reads a sweep folder."""
+    cwd = tmp_path_factory.mktemp("smoke_sweep")
+    result = run_cli([*SMOKE_SWEEP, "hydra.sweep.dir=sweep"], cwd, timeout=600, env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd / "sweep"
+
+
+@pytest.fixture
+def smoke_run_copy(smoke_run, tmp_path) -> Path:
+    """A copy of `smoke_run` of the test's own, to write into, move, damage or resume."""
+    copy = tmp_path / "run"
+    shutil.copytree(smoke_run, copy)
+    return copy
 
 
 @pytest.fixture

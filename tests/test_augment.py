@@ -8,8 +8,7 @@ import torch
 from scipy.stats import chi2_contingency, chisquare
 from torchvision.transforms import v2
 
-from resnet_exp.augment import Augmentation
-from resnet_exp.data import Synthetic
+from resnet_exp.data import Augmentation, Synthetic
 
 PAD = 4
 

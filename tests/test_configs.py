@@ -8,8 +8,10 @@ from conftest import CONF
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-GROUPS = ["model", "data", "augmentation", "optimizer", "scheduler", "trainer", "logger",
-          "callbacks", "debug"]
+from resnet_exp import config
+
+# every group but the experiments and searches (tests/test_experiments.py composes those)
+GROUPS = [g for g in config.GROUPS if g not in ("experiment", "hparams_search")]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 

@@ -17,10 +17,17 @@ import torch
 import torchvision.datasets as tvd
 from torchvision.io import decode_image, encode_jpeg, write_png
 
-from resnet_exp.augment import Augmentation
-from resnet_exp.data import CIFAR10, CIFAR100, Digits, FashionMNIST, Synthetic
+from resnet_exp.data import (
+    CIFAR10,
+    CIFAR100,
+    Augmentation,
+    Digits,
+    FashionMNIST,
+    ImageFolder,
+    ImageNet,
+    Synthetic,
+)
 from resnet_exp.errors import UserError
-from resnet_exp.folders import ImageFolder, ImageNet
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -265,11 +272,10 @@ def test_hook_without_a_trainer_does_not_augment():
 
 
 def test_an_epoch_resumed_mid_way_continues_its_order_and_its_augmentations():
-    from resnet_exp.data import EpochShuffle
+    from resnet_exp.data.order import EpochShuffle
 
     order = list(EpochShuffle(100, seed=3, epoch=2))
-    resumed = EpochShuffle(100, seed=3, epoch=2)
-    resumed.resume_at(2, 40)
+    resumed = EpochShuffle(100, seed=3, epoch=2, skip=40)
     assert list(resumed) == order[40:] and len(resumed) == 100  # Lightning counts the whole epoch
     resumed.set_epoch(3)
     assert list(resumed) == list(EpochShuffle(100, seed=3, epoch=3))  # the next epoch is whole
@@ -285,7 +291,8 @@ def test_an_epoch_resumed_mid_way_continues_its_order_and_its_augmentations():
     assert straight.state_dict() == {"epoch": 0, "batch": 4}
     assert not torch.equal(draws[2], draws[3])
     restored = digits(augmentation=augment)
-    restored._position = (0, 3)  # what load_state_dict + the training loader set
+    restored.load_state_dict({"epoch": 0, "batch": 3})
+    assert restored.position.start(epoch=0, batches=10) == 3  # what the training loader does
     assert torch.equal(restored.prepare_batch(x, y, train=True)[0], draws[3])
 
 

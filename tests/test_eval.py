@@ -12,18 +12,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, finished_run
+from conftest import ONE_THREAD, ROOT
 from omegaconf import OmegaConf
 
 from resnet_exp import eval as evaluate
 from resnet_exp import runs
 
-ARGS = ["trainer=smoke", "trainer.max_epochs=2", "deterministic=true",
-        "~callbacks.augmented_samples", "~callbacks.progress_bar", "~callbacks.model_summary"]
 TEST_KEYS = ("loss", "acc", "acc_top5")
-# one thread, as in test_resume.py: 20x faster on a shared 2-core machine, and the same float
-# summation order in the run and in its evaluations (in this process too: `one_thread`)
-ENV = {"OMP_NUM_THREADS": "1"}
+# one thread, as the shared run (conftest.SMOKE_RUN) was trained: the same float summation
+# order in the run and in its evaluations (in this process too: `one_thread`)
+ENV = ONE_THREAD
 
 
 @pytest.fixture
@@ -34,15 +32,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    return finished_run(tmp_path_factory.mktemp("eval"), ARGS, ENV)
+@pytest.fixture
+def run(smoke_run_copy) -> Path:
+    """The shared run, copied: evaluations write into RUN_DIR/eval/."""
+    return smoke_run_copy
 
 
 def eval_folders(run: Path) -> list[Path]:
     return sorted((run / "eval").iterdir()) if (run / "eval").is_dir() else []
 
 
+@pytest.mark.slow
 def test_eval_of_the_best_checkpoint_gives_the_recorded_test_metrics_and_figures(run, tmp_path):
     done = subprocess.run([sys.executable, "-m", "resnet_exp.eval", str(run)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300,
@@ -64,6 +64,7 @@ def test_eval_of_the_best_checkpoint_gives_the_recorded_test_metrics_and_figures
     assert "test/acc" in done.stdout and f"eval folder: {out}" in done.stdout
 
 
+@pytest.mark.slow
 def test_eval_of_the_last_checkpoint_gives_the_recorded_test_last_metrics(run, one_thread):
     before = set(eval_folders(run))
     assert evaluate.main([str(run), "--last"]) == 0
@@ -75,6 +76,7 @@ def test_eval_of_the_last_checkpoint_gives_the_recorded_test_last_metrics(run, o
     assert metrics["checkpoint_epoch"] == recorded["epochs"] - 1
 
 
+@pytest.mark.slow
 def test_eval_on_another_dataset_by_override(run, one_thread):
     before = set(eval_folders(run))
     assert evaluate.main([str(run), "data=synthetic", "data.in_channels=1",
@@ -87,6 +89,7 @@ def test_eval_on_another_dataset_by_override(run, one_thread):
     assert OmegaConf.load(out / runs.CONFIG_FILE).data._target_.endswith("Synthetic")
 
 
+@pytest.mark.slow
 def test_eval_errors_say_what_is_wrong(run, tmp_path, capsys, one_thread):
     def error(*argv) -> str:
         assert evaluate.main([*map(str, argv)]) == 2

@@ -23,6 +23,7 @@ from torchvision.io import write_jpeg
 
 from resnet_exp import runs
 from resnet_exp.models.resnet import CifarResNet
+from resnet_exp.runs import read
 from resnet_exp.train import train
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -87,7 +88,7 @@ def smoke_run(tmp_path: Path, experiment: str, *extra: str, **paths) -> dict:
         metrics = train(cfg)
     finally:
         GlobalHydra.instance().clear()
-    assert runs.read_json(tmp_path / runs.RUN_FILE)["status"] == "finished"
+    assert read.read_json(tmp_path / runs.RUN_FILE)["status"] == "finished"
     assert metrics["epochs"] == 1 and 0.0 <= metrics["test/acc"] <= 1.0
     return metrics
 
@@ -124,6 +125,7 @@ def test_experiment_and_each_sweep_point_compose(compose_cfg, experiment):
     assert len(names) == len(points), "each sweep point gets its own run name"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", [
     "resnet56_cifar10_steplr", "he2016_resnet56_cifar10", "cifar10_resnet18_cutout",
     "residual_vs_standard_blocks", "vgg_depth_sweep_cifar100",
@@ -132,6 +134,7 @@ def test_cifar_studies_run_under_smoke(tmp_path, cifar_folder, experiment):
     smoke_run(tmp_path, experiment, cifar=cifar_folder)
 
 
+@pytest.mark.slow
 def test_imagenet_study_runs_under_smoke(tmp_path):
     imagenet = image_folder(tmp_path / "imagenet", {"train": 6, "val": 2},
                             ["n01440764", "n02102040"], 64)
@@ -140,6 +143,7 @@ def test_imagenet_study_runs_under_smoke(tmp_path):
               imagenet=imagenet)
 
 
+@pytest.mark.slow
 def test_offline_transfer_runs_end_to_end(tmp_path, cifar_folder):
     """Pretrain on the 8 classes without cat and dog, then transfer that checkpoint in each mode."""
     pretrain = smoke_run(tmp_path / "pretrain", "transfer_pretrain_cifar8", cifar=cifar_folder)
@@ -156,6 +160,7 @@ def test_offline_transfer_runs_end_to_end(tmp_path, cifar_folder):
     assert trainable["feature_extract"] < trainable["finetune"] < trainable["scratch"]
 
 
+@pytest.mark.slow
 def test_online_transfer_runs_with_cached_torchvision_weights(tmp_path, monkeypatch):
     """experiment=transfer_learning as a user with internet runs it: torchvision's ResNet-18
     weights come from torch's hub cache (here a stand-in file under its real name, since this

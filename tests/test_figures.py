@@ -15,11 +15,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from resnet_exp import figures, runs
-from resnet_exp.augment import Augmentation
-from resnet_exp.data import Synthetic
+from resnet_exp.callbacks import AugmentedSamples, PerClassMetrics
+from resnet_exp.data import Augmentation, Synthetic
 from resnet_exp.module import Classifier
-from resnet_exp.perclass import PerClassMetrics
-from resnet_exp.samples import AugmentedSamples
 
 
 def datamodule() -> Synthetic:

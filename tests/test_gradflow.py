@@ -17,8 +17,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from resnet_exp import runs
-from resnet_exp.gradflow import GradientFlow, weight_layers
+from resnet_exp.callbacks.gradflow import GradientFlow, weight_layers
 from resnet_exp.module import Classifier
+from resnet_exp.runs import read
 
 
 def hand_gradients(w1, w2, x, y):
@@ -98,10 +99,11 @@ def vgg_twins(tmp_path_factory):
             for job in sweep.iterdir() if job.is_dir() and job.name.isdigit()}
 
 
+@pytest.mark.slow
 def test_plain_vgg38_gradients_vanish_and_its_residual_bn_twin_s_do_not(vgg_twins):
     ratios = {}
     for override, run in vgg_twins.items():
-        layers, epochs = runs.read_gradient_flow(run / runs.GRADIENT_FLOW_FILE)
+        layers, epochs = read.read_gradient_flow(run / runs.GRADIENT_FLOW_FILE)
         assert len(layers) == 38 and layers[0] == "conv1" and layers[-1] == "fc"
         first, last = epochs[0][0], epochs[0][-1]
         ratios[override] = first / last

@@ -13,21 +13,34 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torchvision
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models import resnet as tv
 
+from resnet_exp.config import CONF_DIR
 from resnet_exp.errors import UserError
 from resnet_exp.models.resnet import CifarResNet, NoShortcut, resnet
 from resnet_exp.models.small import BlockStack, StackBlock
 from resnet_exp.models.vgg import VGG, VGGBlock
 from resnet_exp.module import Classifier
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+CONF = CONF_DIR / "model"
+
+
+def load(name: str) -> DictConfig:
+    """conf/model/<name>.yaml under the model configs its defaults list names, merged as Hydra
+    composes them (plain_convnet.yaml is plain18.yaml under the seed's name)."""
+    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    defaults = list(cfg.pop("defaults", []))
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    return OmegaConf.merge(*(cfg if d == "_self_" else load(d) for d in defaults))
+
+
 # Architectures only: the transfer wrappers (a `backbone` node around one of these) are checked
 # in test_transfer.py.
-CONFIGS = sorted(p.stem for p in CONF.glob("*.yaml") if "backbone" not in OmegaConf.load(p))
+CONFIGS = sorted(p.stem for p in CONF.glob("*.yaml") if "backbone" not in load(p.stem))
 
 TV_PARAMS = {d: getattr(torchvision.models, f"ResNet{d}_Weights").IMAGENET1K_V1.meta["num_params"]
              for d in (18, 34, 50, 101, 152)}
@@ -71,7 +84,7 @@ PUBLISHED = {
     "plain34": (1000, TV_PARAMS[34] - PROJECTIONS_18_34, "torchvision ResNet-34 less projections"),
     "plain_convnet": (1000, TV_PARAMS[18] - PROJECTIONS_18_34, "seed 001 Plain_Convnet.py"),
     "resnet18_cifar": (10, 11_173_962, "kuangliu/pytorch-cifar ResNet18, used by the Cutout code"),
-    "resnet56_bottleneck": (10, 596_810, "seed 002, issue 3"),
+    "resnet56_bottleneck": (10, 596_810, "seed 002"),
     "vgg08": (100, 59_716, "seed 003"),
     "vgg38": (100, 336_196, "seed 003"),
     "vgg68": (100, 616_900, "seed 003 (with BN)"),
@@ -99,14 +112,14 @@ def build(name: str, num_classes: int = 10, in_channels: int = 3, **overrides) -
     """Instantiate conf/model/<name>.yaml as Hydra does, under a minimal `data` node."""
     cfg = OmegaConf.merge(
         {"data": {"num_classes": num_classes, "in_channels": in_channels}},
-        {"model": OmegaConf.load(CONF / f"{name}.yaml")},
+        {"model": load(name)},
         {"model": overrides},
     )
     return hydra.utils.instantiate(cfg.model)
 
 
 def imagenet_style(name: str) -> bool:
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    cfg = load(name)
     return cfg._target_.endswith(".resnet") and not cfg.get("cifar_stem", False)
 
 

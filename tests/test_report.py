@@ -15,21 +15,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, run_cli
+from conftest import ROOT
 from omegaconf import OmegaConf
 
 from resnet_exp import report, runs
+from resnet_exp.runs import record
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    """VGG08 with and without shortcuts, two seeds each (a few steps on the digits), and a fifth
-    job that failed."""
+def sweep(smoke_sweep, tmp_path_factory):
+    """The shared sweep (VGG08 with and without shortcuts, two seeds each, a few steps on the
+    digits), copied, with a fifth job that failed."""
     cwd = tmp_path_factory.mktemp("report")
-    result = run_cli(["-m", "model=vgg08", "model.residual=false,true", "seed=1,2",
-                      "trainer=smoke", "callbacks=study", "callbacks.progress_bar=null"], cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (folder,) = (cwd / "outputs" / "multirun").iterdir()
+    folder = cwd / "sweep"
+    shutil.copytree(smoke_sweep, folder)
     failed = folder / "4"
     shutil.copytree(folder / "0", failed)
     (failed / runs.METRICS_FILE).unlink()
@@ -44,6 +43,7 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_report_over_real_runs(sweep):
     cwd, folder = sweep
     out = cwd / "rep"
@@ -117,11 +117,11 @@ def fake_run(folder: Path, config: dict, overrides: list[str], status: str,
     (folder / ".hydra" / "hydra.yaml").write_text(
         yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
     seed = int(next(o for o in overrides if o.startswith("seed=")).split("=")[1])
-    runs.write_json_atomic(folder / runs.RUN_FILE, {
+    record.write_json_atomic(folder / runs.RUN_FILE, {
         "status": status, "seed": seed, "overrides": overrides,
         "error": None if status == "finished" else "stopped"})
     if metrics is not None:
-        runs.write_json_atomic(folder / runs.METRICS_FILE, metrics)
+        record.write_json_atomic(folder / runs.METRICS_FILE, metrics)
 
 
 def test_200_runs(tmp_path, compose_cfg):

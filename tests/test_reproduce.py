@@ -12,16 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, finished_run, run_cli
+from conftest import ONE_THREAD, ROOT, run_cli
 from omegaconf import OmegaConf
 
 from resnet_exp import reproduce, runs
+from resnet_exp.runs import read
 
-ARGS = ["trainer=smoke", "trainer.max_epochs=2", "deterministic=true", "~callbacks.per_class",
-        "~callbacks.augmented_samples", "~callbacks.progress_bar", "~callbacks.model_summary"]
-# one thread, as in test_resume.py: 20x faster on a shared 2-core machine, and the same float
-# summation order in every run compared
-ENV = {"OMP_NUM_THREADS": "1"}
+# one thread, as the shared run (conftest.SMOKE_RUN): the same float summation order in every
+# run compared
+ENV = ONE_THREAD
 
 
 def run_reproduce(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -30,9 +29,10 @@ def run_reproduce(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(ROOT), **ENV})
 
 
-@pytest.fixture(scope="module")
-def original(tmp_path_factory) -> Path:
-    return finished_run(tmp_path_factory.mktemp("original"), ARGS, ENV)
+@pytest.fixture
+def original(smoke_run) -> Path:
+    """The shared finished run (conftest.SMOKE_RUN); reproductions land in their own cwd."""
+    return smoke_run
 
 
 def new_run(cwd: Path) -> Path:
@@ -40,6 +40,7 @@ def new_run(cwd: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_reproduction_matches_exactly_and_says_what_it_reproduces(original, tmp_path):
     result = run_reproduce([str(original)], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,18 +53,20 @@ def test_a_reproduction_matches_exactly_and_says_what_it_reproduces(original, tm
     old, new = (json.loads((r / "metrics.json").read_text()) for r in (original, run))
     assert {k: v for k, v in new.items() if not k.startswith("time/")} == {
         k: v for k, v in old.items() if not k.startswith("time/")}
-    assert runs.read_overrides(run) == runs.read_overrides(original)
+    assert read.read_overrides(run) == read.read_overrides(original)
 
 
+@pytest.mark.slow
 def test_overrides_change_the_replay_and_the_table_shows_the_difference(original, tmp_path):
     result = run_reproduce([str(original), "trainer.max_epochs=1"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((new_run(tmp_path) / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["global_step"] == 3
     assert "metrics differ" in " ".join(result.stdout.split())
-    assert "trainer.max_epochs=1" in runs.read_overrides(new_run(tmp_path))
+    assert "trainer.max_epochs=1" in read.read_overrides(new_run(tmp_path))
 
 
+@pytest.mark.slow
 def test_a_config_naming_outside_code_is_refused_by_reproduce_and_resume(original, tmp_path,
                                                                           capsys):
     evil = tmp_path / "evil"

@@ -1,7 +1,7 @@
 """Resume: a run killed with real signals at several points and resumed ends exactly like its
 uninterrupted twin (CPU, deterministic=true): same metrics.json, same TensorBoard curves with no
-duplicate steps. Subprocesses observe the run folder: a signal is sent once last.ckpt has been
-replaced (os.replace gives each save a new inode) and the epoch's scalars logged after it."""
+duplicate steps. Each run sends its signal to itself at a known batch (tests/signal_at.py), so
+no outcome depends on when a signal sent from outside would arrive."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
+import signal_at
 import torch
 from conftest import ROOT, run_cli
 
@@ -23,13 +23,13 @@ from conftest import ROOT, run_cli
 # cost time here.
 EPOCHS, BATCHES = 3, 6
 ARGS = [f"trainer.max_epochs={EPOCHS}", "trainer=smoke", f"trainer.limit_train_batches={BATCHES}",
-        "deterministic=true", "augmentation=standard",
-        "~callbacks.per_class", "~callbacks.augmented_samples", "~callbacks.progress_bar",
-        "~callbacks.model_summary"]
+        "deterministic=true", "augmentation=standard", "callbacks=lean"]
 TIMEOUT = 300
 # One thread: on a shared 2-core machine OpenMP's spinning threads made a tiny run 20x slower
 # (0.8 s vs 20 s measured); every run compared here uses the same count, which float sums need.
-ENV = {"OMP_NUM_THREADS": "1"}
+# tests/ on the path: the runs import signal_at.SignalAt.
+ENV = {"OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+NEVER = signal_at.overrides("SIGTERM", epoch=-1, batch=0)
 
 
 def comparable(metrics: dict) -> dict:
@@ -46,45 +46,25 @@ def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
             for tag in events.Tags()["scalars"] if "time/" not in tag}
 
 
-def _tensorboard_bytes(run: Path) -> int:
-    return sum(f.stat().st_size for f in (run / "tensorboard").glob("events.out.tfevents.*"))
-
-
 def default_sigint() -> None:
     """A shell starts background jobs (`make test &`) with SIGINT ignored, which children
     inherit: Python then never raises KeyboardInterrupt. Ctrl-C is what is tested here."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def interrupt(args: list[str], cwd: Path, run: Path, sig: signal.Signals,
-              after_save: bool = True) -> int:
-    """Start `python -m resnet_exp ARGS`, wait until it has saved last.ckpt once and logged the
-    epoch's scalars after it (so it is in the next epoch), or with `after_save=False` until it
-    has logged its first training step, then send `sig`; returns the exit status."""
-    ckpt = run / "checkpoints" / "last.ckpt"
-    before = ckpt.stat().st_ino if ckpt.exists() else None
-    if not after_save:
-        before = -1  # any state of the folder will do: wait for scalars only
-    process = subprocess.Popen(
+def interrupted(args: list[str], cwd: Path) -> int:
+    """`python -m resnet_exp ARGS`, whose SignalAt callback ends it; returns the exit status."""
+    result = subprocess.run(
         [sys.executable, "-m", "resnet_exp", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **ENV},
+        stderr=subprocess.PIPE, text=True, timeout=TIMEOUT, env={**os.environ, **ENV},
         preexec_fn=default_sigint)
-    try:
-        deadline, logged = time.monotonic() + TIMEOUT, None
-        while True:
-            assert process.poll() is None, f"finished before {sig.name}: {process.stderr.read()}"
-            assert time.monotonic() < deadline
-            if logged is None and (before == -1 or ckpt.exists() and ckpt.stat().st_ino != before):
-                logged = _tensorboard_bytes(run)
-            if logged is not None and _tensorboard_bytes(run) > logged:
-                break
-            time.sleep(0.01)
-        process.send_signal(sig)
-        _, stderr = process.communicate(timeout=TIMEOUT)
-    finally:
-        process.kill()
-    assert "Traceback" not in stderr, stderr[-3000:]
-    return process.returncode
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result.returncode
+
+
+def at(signal_name: str, epoch: int, batch: int) -> list[str]:
+    """A resume's overrides moving the saved SignalAt to another signal and batch."""
+    return ["--trust", *signal_at.overrides(signal_name, epoch, batch, add=False)]
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +72,8 @@ def twin(tmp_path_factory):
     """The uninterrupted run, started in the background: call it for its folder once done."""
     cwd = tmp_path_factory.mktemp("twin")
     process = subprocess.Popen(
-        [sys.executable, "-m", "resnet_exp", *ARGS, "hydra.run.dir=run"], cwd=cwd,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **ENV})
+        [sys.executable, "-m", "resnet_exp", *ARGS, *NEVER, "hydra.run.dir=run"], cwd=cwd,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
 
     def finished() -> Path:
         _, stderr = process.communicate(timeout=TIMEOUT)
@@ -105,27 +84,33 @@ def twin(tmp_path_factory):
     process.kill()
 
 
+def without_signal_at(overrides: str) -> str:
+    return "".join(line for line in overrides.splitlines(True) if "signal_at" not in line)
+
+
+@pytest.mark.slow
 def test_killed_three_times_and_resumed_ends_exactly_like_the_twin(twin, tmp_path):
     run = tmp_path / "run"
     # SIGINT (Ctrl-C) in epoch 0, before any checkpoint: the resume starts over in the folder
-    assert interrupt([*ARGS, f"hydra.run.dir={run}"], tmp_path, run, signal.SIGINT,
-                     after_save=False) != 0
+    assert interrupted([*ARGS, *signal_at.overrides("SIGINT", 0, 2), f"hydra.run.dir={run}"],
+                       tmp_path) != 0
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     assert not (run / "checkpoints" / "last.ckpt").exists()
     # resumed: epoch 0 saved, SIGTERM (a scheduler) in epoch 1, which saves last.ckpt after the
     # batch in progress: the next resume starts in the middle of the epoch
-    assert interrupt([f"resume={run}"], tmp_path, run, signal.SIGTERM) == 143
+    assert interrupted([f"resume={run}", *at("SIGTERM", 1, 3)], tmp_path) == 143
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     done = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
     assert 0 < done < BATCHES and saved["Digits"] == {"epoch": saved["epoch"], "batch": done}
     # resumed: epoch 1 replayed and saved, SIGKILL in epoch 2: nothing runs after it, the
     # status stays running
-    assert interrupt([f"resume={run}"], tmp_path, run, signal.SIGKILL) == -signal.SIGKILL
+    assert interrupted([f"resume={run}", *at("SIGKILL", 2, 2)], tmp_path) == -signal.SIGKILL
     assert json.loads((run / "run.json").read_text())["status"] == "running"
     assert not (run / "metrics.json").exists()
 
-    result = run_cli([f"resume={run}"], tmp_path, timeout=TIMEOUT, env=ENV)
+    result = run_cli([f"resume={run}", *at("SIGTERM", -1, 0)], tmp_path, timeout=TIMEOUT,
+                     env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished"
@@ -135,30 +120,33 @@ def test_killed_three_times_and_resumed_ends_exactly_like_the_twin(twin, tmp_pat
     assert twin_metrics["epochs"] == EPOCHS and twin_metrics["global_step"] == BATCHES * EPOCHS
     assert comparable(json.loads((run / "metrics.json").read_text())) == comparable(twin_metrics)
     assert scalars(run) == scalars(twin)
-    assert (run / ".hydra" / "overrides.yaml").read_text() == (
-        twin / ".hydra" / "overrides.yaml").read_text().replace("hydra.run.dir=run\n", "")
+    assert without_signal_at((run / ".hydra" / "overrides.yaml").read_text()) == (
+        without_signal_at((twin / ".hydra" / "overrides.yaml").read_text())
+        .replace("- hydra.run.dir=run\n", ""))
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_changes_nothing(twin, tmp_path):
     twin = twin()
     before = {p: p.read_bytes() for p in (twin / "metrics.json", twin / "run.json")}
-    result = run_cli([f"resume={twin}"], tmp_path, timeout=TIMEOUT, env=ENV)
+    result = run_cli([f"resume={twin}", "--trust"], tmp_path, timeout=TIMEOUT, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "finished already" in " ".join(result.stdout.split())
     assert {p: p.read_bytes() for p in before} == before
 
 
+@pytest.mark.slow
 def test_a_sweep_rerun_with_resume_skips_finished_jobs_and_resumes_the_interrupted_one(
         twin, tmp_path):
     sweep = tmp_path / "sweep"
     command = ["-m", f"hydra.sweep.dir={sweep}", "resume=true", *ARGS[1:],
                f"trainer.max_epochs=1,{EPOCHS}"]
-    # job 0 (1 epoch) finishes; job 1 (the twin's config) is stopped by SIGTERM in its epoch 1
-    assert interrupt(command, tmp_path, sweep / "1", signal.SIGTERM) == 143
+    # job 0 (1 epoch) finishes; job 1 (the twin's config) stops itself with SIGTERM in epoch 1
+    assert interrupted([*command, *signal_at.overrides("SIGTERM", 1, 3)], tmp_path) == 143
     assert json.loads((sweep / "1" / "run.json").read_text())["status"] == "interrupted"
     finished = {p: p.read_bytes() for p in (sweep / "0" / "metrics.json", sweep / "0" / "run.json")}
 
-    result = run_cli(command, tmp_path, timeout=TIMEOUT, env=ENV)  # the same command again
+    result = run_cli([*command, *NEVER], tmp_path, timeout=TIMEOUT, env=ENV)  # the rerun
     assert result.returncode == 0, result.stderr[-3000:]
     assert "finished already: not run again" in " ".join(result.stdout.split())  # rich wraps
     assert {p: p.read_bytes() for p in finished} == finished
@@ -192,7 +180,7 @@ def test_sigterm_checkpoints_only_between_training_batches(stage, tmp_path):
     whose partial sums no checkpoint holds, last.ckpt stays the previous epoch end's."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from resnet_exp.checkpoints import ModelCheckpoint
+    from resnet_exp.callbacks import ModelCheckpoint
     from resnet_exp.data import Digits
     from resnet_exp.models.resnet import CifarResNet
     from resnet_exp.module import Classifier

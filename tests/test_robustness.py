@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -19,13 +20,14 @@ import torch
 from conftest import ROOT, run_cli
 from omegaconf import OmegaConf
 
-from resnet_exp import checkpoints, outputs, resume, runs, trust
+from resnet_exp import checkpoints, runs
 from resnet_exp.errors import UserError
 from resnet_exp.models.resnet import CifarResNet
+from resnet_exp.models.weights import load_weights
+from resnet_exp.runs import hydra_hooks, read, resume, trust
 
 # The kill tests' small deterministic run; the figure callbacks only cost time here.
-TINY = ["trainer=smoke", "deterministic=true", "~callbacks.per_class",
-        "~callbacks.augmented_samples", "~callbacks.progress_bar", "~callbacks.model_summary"]
+TINY = ["trainer=smoke", "deterministic=true", "callbacks=lean"]
 # one thread, as in test_resume.py: 20x faster on a shared 2-core machine
 ENV = {"OMP_NUM_THREADS": "1"}
 
@@ -86,6 +88,17 @@ def test_a_checkpoint_holding_code_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
+def test_a_raw_pickle_is_named_as_python_objects_and_never_loaded(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}, protocol=5))
+    with pytest.raises(UserError, match=r"holds Python objects.*pathlib\.Path\.touch"):
+        checkpoints.load(path)
+    with pytest.raises(UserError, match="model.weights=.*holds Python objects") as error:
+        load_weights(CifarResNet(depth=20), str(path))
+    assert "weights_only=False" not in str(error.value) and not marker.exists()
+
+
 def test_a_checkpoint_of_another_model_is_named_as_such(tmp_path):
     resnet20 = _Holder(CifarResNet(depth=20, num_classes=10))
     checkpoint = lightning_checkpoint(CifarResNet(depth=32, num_classes=10))
@@ -118,11 +131,12 @@ def test_an_unwritable_output_folder_is_named(tmp_path):
     # tests run as root, where permissions do not stop writes: a folder under a file does
     with pytest.raises(UserError, match="cannot write .*Not a directory.*hydra.run.dir"):
         checkpoints.save({"state_dict": {}}, a_file / "checkpoints" / "last.ckpt")
-    message = outputs.check_writable(a_file / "run", "hydra.run.dir")
+    message = hydra_hooks.check_writable(a_file / "run", "hydra.run.dir")
     assert "Not a directory" in message and "hydra.run.dir=" in message
-    assert outputs.check_writable(tmp_path / "fine" / "run", "hydra.run.dir") is None
+    assert hydra_hooks.check_writable(tmp_path / "fine" / "run", "hydra.run.dir") is None
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_unwritable_run_folder_before_starting(tmp_path):
     (tmp_path / "file").write_text("")
     result = run_cli(["trainer=smoke", f"hydra.run.dir={tmp_path / 'file' / 'run'}"], tmp_path)
@@ -131,6 +145,7 @@ def test_cli_refuses_an_unwritable_run_folder_before_starting(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_readable(tmp_path):
     """SIGKILL a process while it writes a 32 MB checkpoint (its temporary file exists): the
     last complete checkpoint still loads, and resume clears the leftover temporary file."""
@@ -165,9 +180,9 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_readable(tmp_p
 
 def test_a_folder_that_is_not_a_run_is_named(tmp_path):
     with pytest.raises(UserError, match="has no .hydra/config.yaml, so it is not a run folder"):
-        runs.load_config(tmp_path)
+        read.load_config(tmp_path)
     with pytest.raises(UserError, match="is not a folder"):
-        runs.load_config(tmp_path / "nowhere")
+        read.load_config(tmp_path / "nowhere")
     with pytest.raises(UserError, match="not a run folder"):
         resume.command_line(["resnet_exp", f"resume={tmp_path}"])
 
@@ -224,6 +239,7 @@ def test_resume_keeps_other_command_lines_and_replaces_saved_overrides(tmp_path)
 
 # -- a loss that becomes NaN ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_failed_naming_the_step_and_keeps_a_finite_checkpoint(tmp_path):
     """Epoch 0 trains at lr 0.1; then StepLR multiplies the rate by 1e9 and the next epoch
     diverges. The run must stop with status 2 and a message naming the step, its status must
@@ -248,7 +264,7 @@ def test_a_diverging_run_stops_failed_naming_the_step_and_keeps_a_finite_checkpo
 def test_the_guard_stops_at_the_first_nan_loss_and_names_it(tmp_path):
     import pytorch_lightning as pl
 
-    from resnet_exp.guards import NonFinite, StopOnNonFinite
+    from resnet_exp.callbacks.guards import NonFinite, StopOnNonFinite
 
     class Module(pl.LightningModule):
         def __init__(self):

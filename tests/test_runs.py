@@ -7,49 +7,51 @@ from unittest import mock
 
 import pytest
 
-from resnet_exp import runs
+from resnet_exp.errors import UserError
+from resnet_exp.runs import read, record
+from resnet_exp.runs.record import RunRecord
 
 
 def test_json_is_replaced_atomically_and_a_failed_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "metrics.json"
-    runs.write_json_atomic(path, {"a": 1})
+    record.write_json_atomic(path, {"a": 1})
     with mock.patch("json.dump", side_effect=OSError(28, "No space left on device")):
         with pytest.raises(OSError):
-            runs.write_json_atomic(path, {"a": 2})
+            record.write_json_atomic(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left behind
 
 
 def test_status_goes_running_then_finished_with_metrics_written_first(tmp_path):
-    record = runs.RunRecord(tmp_path / "run")
+    record = RunRecord(tmp_path / "run")
     record.start(seed=3)
-    assert runs.run_status(tmp_path / "run") == "running"
+    assert read.run_status(tmp_path / "run") == "running"
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["seed"] == 3 and info["packages"]["torch"] and info["device"]
     assert set(info["git"]) == {"commit", "dirty"}
     record.finish({"test/acc": 0.5})
-    assert runs.run_status(tmp_path / "run") == "finished"
+    assert read.run_status(tmp_path / "run") == "finished"
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == {"test/acc": 0.5}
 
 
 def test_failed_and_unknown_folders(tmp_path):
-    record = runs.RunRecord(tmp_path)
+    record = RunRecord(tmp_path)
     record.start(seed=0)
     record.end("failed", error="boom")
-    assert runs.run_status(tmp_path) == "failed"
-    assert runs.run_status(tmp_path / "elsewhere") is None
+    assert read.run_status(tmp_path) == "failed"
+    assert read.run_status(tmp_path / "elsewhere") is None
     (tmp_path / "run.json").write_text("{not json")
-    assert runs.run_status(tmp_path) is None
+    assert read.run_status(tmp_path) is None
 
 
 @pytest.mark.parametrize(
     ("error", "status", "message"),
     [(KeyboardInterrupt(), "interrupted", None), (SystemExit(143), "interrupted", None),
-     (runs.UserError("data.root is wrong"), "failed", "data.root is wrong"),
+     (UserError("data.root is wrong"), "failed", "data.root is wrong"),
      (ValueError("boom"), "failed", "ValueError: boom")],
 )
 def test_recording_sets_the_status_from_how_the_block_ends(tmp_path, error, status, message):
-    record = runs.RunRecord(tmp_path)
+    record = RunRecord(tmp_path)
     record.start(seed=0)
     with pytest.raises(type(error)), record.recording():
         raise error

@@ -15,13 +15,12 @@ from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler
 
 from resnet_exp import runs
-from resnet_exp.sweeps import swept_keys
+from resnet_exp.runs import read
+from resnet_exp.runs.compare import differing_keys
 
 # Every job as short as a run can be: 3 training batches, no rich widgets or figures to draw
 # (the figures take ~9 of a smoke run's ~12 CPU seconds here).
-LEAN = ["~callbacks.progress_bar", "~callbacks.model_summary", "~callbacks.per_class",
-        "~callbacks.augmented_samples"]
-SMOKE = ["trainer=smoke", *LEAN]
+SMOKE = ["trainer=smoke", "callbacks=lean"]
 
 
 def sweep_dir(cwd: Path) -> Path:
@@ -31,7 +30,7 @@ def sweep_dir(cwd: Path) -> Path:
 
 
 def job_info(sweep: Path) -> list[dict]:
-    return [runs.read_json(job / runs.RUN_FILE) for job in runs.find_runs(sweep)]
+    return [read.read_json(job / runs.RUN_FILE) for job in read.find_runs(sweep)]
 
 
 def test_configs_compose_with_resources_from_the_trainer(compose_cfg):
@@ -69,8 +68,8 @@ def test_effective_batch_and_the_local_sweep_guard():
 
 def test_swept_keys_are_the_overrides_that_differ():
     jobs = [{"model": "resnet20", "seed": "1"}, {"model": "resnet20", "seed": "2", "x": "0"}]
-    assert swept_keys(jobs) == ["seed", "x"]
-    assert swept_keys(jobs[:1]) == ["model", "seed"]
+    assert differing_keys(jobs) == ["seed", "x"]
+    assert differing_keys(jobs[:1]) == ["model", "seed"]
 
 
 class Rendezvous(pl.Callback):
@@ -93,6 +92,7 @@ class Rendezvous(pl.Callback):
 TESTS_ON_PATH = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}  # for the test-only callbacks
 
 
+@pytest.mark.slow
 def test_joblib_runs_two_jobs_at_once_with_one_thread_share_each(tmp_path):
     meeting = tmp_path / "meeting"
     result = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMOKE,
@@ -102,7 +102,7 @@ def test_joblib_runs_two_jobs_at_once_with_one_thread_share_each(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(meeting.iterdir())) == 2  # two worker processes, training at the same time
     sweep = sweep_dir(tmp_path)
-    assert [p.name for p in runs.find_runs(sweep)] == ["0", "1"]
+    assert [p.name for p in read.find_runs(sweep)] == ["0", "1"]
     first, second = job_info(sweep)
     assert first["status"] == second["status"] == "finished"
     assert (first["seed"], second["seed"]) == (1, 2)
@@ -116,6 +116,7 @@ def test_joblib_runs_two_jobs_at_once_with_one_thread_share_each(tmp_path):
     assert "2 jobs in" in out and "seed" in out and out.count("finished") >= 2, out[-2000:]
 
 
+@pytest.mark.slow
 def test_submitit_local_sweep_with_the_slurm_commands_resume_flag(tmp_path):
     # The SLURM launcher's code path (submitit pickles the job, a fresh process runs it),
     # through submitit's local executor; resume=true as the README's SLURM command gives it:
@@ -129,13 +130,14 @@ def test_submitit_local_sweep_with_the_slurm_commands_resume_flag(tmp_path):
     info = job_info(sweep)
     assert [j["status"] for j in info] == ["finished", "finished"]
     assert "resumed" not in info[0]
-    for job in runs.find_runs(sweep):
-        metrics = runs.read_json(job / runs.METRICS_FILE)
+    for job in read.find_runs(sweep):
+        metrics = read.read_json(job / runs.METRICS_FILE)
         assert 0.0 <= metrics["val/acc_best"] <= 1.0
     assert list((sweep / ".submitit").glob("*/*_log.out")), "submitit wrote no job logs"
     assert "2 jobs in" in result.stdout
 
 
+@pytest.mark.slow
 def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path):
     import optuna
 
@@ -148,20 +150,20 @@ def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path):
     storage = f"sqlite:///{sweep / 'optuna.db'}"
     trials = optuna.load_study(study_name="cifar_resnet", storage=storage).trials
     assert len(trials) == 3
-    jobs = runs.find_runs(sweep)
+    jobs = read.find_runs(sweep)
     states = [t.state for t in trials]
     assert optuna.trial.TrialState.FAIL in states and optuna.trial.TrialState.COMPLETE in states
     for trial, job in zip(trials, jobs, strict=True):
         failing = trial.params["module.label_smoothing"] > 1.0
         assert 0.01 <= trial.params["optimizer.lr"] <= 0.5
-        info = runs.read_json(job / runs.RUN_FILE)
+        info = read.read_json(job / runs.RUN_FILE)
         if failing:
             assert trial.state == optuna.trial.TrialState.FAIL
             assert info["status"] == "failed" and "label_smoothing" in info["error"]
         else:
             # the objective is the run's own best validation accuracy
             assert trial.state == optuna.trial.TrialState.COMPLETE
-            metrics = runs.read_json(job / runs.METRICS_FILE)
+            metrics = read.read_json(job / runs.METRICS_FILE)
             assert trial.value == pytest.approx(metrics["val/acc_best"])
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     assert best.best_value == max(t.value for t in trials if t.value is not None)
@@ -173,7 +175,7 @@ def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path):
                      tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(optuna.load_study(study_name="cifar_resnet", storage=storage).trials) == 4
-    assert runs.run_status(tmp_path / "outputs" / "continued" / "0") == "finished"
+    assert read.run_status(tmp_path / "outputs" / "continued" / "0") == "finished"
 
 
 class RankProbe(pl.Callback):
@@ -208,13 +210,14 @@ class RankProbe(pl.Callback):
         }))
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_share_one_run_folder(tmp_path):
     probe = tmp_path / "probe"
     result = run_cli([
         "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
         "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0", "+trainer.limit_train_batches=3",
         "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
-        *LEAN, "+callbacks.rank_probe._target_=test_sweeps.RankProbe",
+        "callbacks=lean", "+callbacks.rank_probe._target_=test_sweeps.RankProbe",
         f"+callbacks.rank_probe.out={probe}",
     ], tmp_path, timeout=300, env=TESTS_ON_PATH)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -223,11 +226,11 @@ def test_ddp_two_cpu_processes_share_one_run_folder(tmp_path):
     # hydra.job.name=train_ddp_process_1 appended), printed once.
     run = next((tmp_path / "outputs" / "runs").iterdir())
     assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 1
-    info = runs.read_json(run / runs.RUN_FILE)
+    info = read.read_json(run / runs.RUN_FILE)
     assert info["status"] == "finished"
     assert not any("train_ddp_process" in arg for arg in info["command"]), info["command"]
     assert (info["world_size"], info["effective_batch_size"]) == (2, 2 * 64)
-    metrics = runs.read_json(run / runs.METRICS_FILE)
+    metrics = read.read_json(run / runs.METRICS_FILE)
     assert 0.0 <= metrics["test/acc"] <= 1.0
     assert (run / "checkpoints" / "best.ckpt").is_file()
     assert result.stdout.count("resnet20_digits: finished") == 1

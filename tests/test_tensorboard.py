@@ -15,7 +15,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from conftest import run_cli, single_run_dir
 
 TENSORBOARD = Path(sys.executable).with_name("tensorboard")
 
@@ -27,21 +26,19 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(smoke_run):
     if not TENSORBOARD.exists():
         pytest.skip(f"no tensorboard executable beside {sys.executable}")
-    cwd = tmp_path_factory.mktemp("tb")
-    result = run_cli(["trainer=smoke", "callbacks=study", "callbacks.progress_bar=null"], cwd)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = single_run_dir(cwd)
+    run = smoke_run  # trained with callbacks=study: every scalar and image a run logs
+    logdir = run.parent
     port = free_port()
     process = subprocess.Popen(
-        [str(TENSORBOARD), "--logdir", str(cwd / "outputs"), "--host", "127.0.0.1",
+        [str(TENSORBOARD), "--logdir", str(logdir), "--host", "127.0.0.1",
          "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    name = f"{run.relative_to(cwd / 'outputs')}/tensorboard"
+    name = f"{run.relative_to(logdir)}/tensorboard"
     try:
         deadline = time.monotonic() + 90
         while True:  # until it answers and has loaded the run's events
@@ -77,6 +74,7 @@ def post(url: str, path: str, body: dict) -> dict:
         return json.load(response)
 
 
+@pytest.mark.slow
 def test_scalars_are_served_with_the_values_of_metrics_json(server):
     url, name, run = server
     tags = get(url, "/data/plugin/scalars/tags")
@@ -93,6 +91,7 @@ def test_scalars_are_served_with_the_values_of_metrics_json(server):
     assert not any(tag.startswith("gradient_flow/") for tag in tags[name])
 
 
+@pytest.mark.slow
 def test_images_are_served_as_pngs(server):
     url, name, _ = server
     tags = get(url, "/data/plugin/images/tags")[name]
@@ -108,6 +107,7 @@ def test_images_are_served_as_pngs(server):
     assert width > 300 and height > 300
 
 
+@pytest.mark.slow
 def test_hparams_entry_names_the_choices_and_the_final_metrics(server):
     url, _, run = server
     experiment = post(url, "/data/plugin/hparams/experiment", {"experimentName": ""})

@@ -97,15 +97,12 @@ def _checkpoint_state_dict(path: str) -> dict[str, torch.Tensor]:
             "wrote (outputs/runs/<run>/checkpoints/*.ckpt) or a torchvision weights name such as "
             "IMAGENET1K_V1 (ImageNet ResNets only)."
         )
+    from resnet_exp import checkpoints  # Lightning's I/O: only where a checkpoint is read
+
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise UserError(
-            f"model.weights={path!r} cannot be read as a PyTorch checkpoint ({type(e).__name__}: "
-            f"{first_line}). The file may be truncated or not a checkpoint; copy it again or "
-            "point to another one."
-        ) from e
+        checkpoint = checkpoints.read(path)
+    except UserError as e:
+        raise UserError(f"model.weights={path!r}: {e}") from None
     if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
         # The LightningModule holds the network as `self.model`; its loss and metrics are not ours.
         state = checkpoint["state_dict"]
@@ -123,17 +120,17 @@ def _checkpoint_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 
 def _load_matching(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    from resnet_exp.checkpoints import diff
+
     own = model.state_dict()
+    missing, unexpected, mismatched = diff(own, state)
     convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     replaceable = {convs[0] if convs else None, linears[-1] if linears else None}
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     fresh = [k for k in mismatched if k.rpartition(".")[0] in replaceable]
     wrong_shape = [k for k in mismatched if k not in fresh]
     # BN's num_batches_tracked is absent from torchvision's older files; BN fills it in itself.
-    missing = [k for k in own if k not in state and k not in fresh
-               and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if wrong_shape or missing or unexpected:
         details = "; ".join(
             f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} ({len(keys)})"

@@ -26,8 +26,9 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms import v2
 
-from resnet_exp.augment import Augmentation
-from resnet_exp.data import DataModule, TensorDataset
+from resnet_exp.data.augment import Augmentation
+from resnet_exp.data.module import DataModule
+from resnet_exp.data.order import IndexedTensors
 from resnet_exp.errors import UserError
 
 
@@ -45,7 +46,7 @@ def read_images(paths: list[str], channels: int) -> list[torch.Tensor]:
     return [decode_image(e, mode=mode) for e in encoded]
 
 
-class Files(Dataset):
+class ImageFiles(Dataset):
     """Rows `index` of a list of image files, decoded and transformed per image in workers."""
 
     def __init__(self, paths: np.ndarray, labels: torch.Tensor, index: torch.Tensor,
@@ -132,7 +133,7 @@ class ImageFolder(DataModule):
         rows = torch.arange(len(samples)).split([len(split) for split in splits])
         val_rows = None if val is None else rows[1]
         test_rows = rows[1] if test is val else rows[2]
-        labels, *index = self._select(labels, names, rows[0], test_rows, val_rows)
+        labels, *index = self.split(labels, names, rows[0], test_rows, val_rows)
         augment = self.augmentation or Augmentation()
         if self.in_memory:
             self._decode(paths, labels, index)
@@ -144,7 +145,8 @@ class ImageFolder(DataModule):
                 f"make augmentation.random_resized_crop and center_crop equal data.image_size"
             )
         self.train_set, self.val_set, self.test_set = (
-            Files(paths, labels, i, self.in_channels, augment.per_image(train, self.image_size))
+            ImageFiles(paths, labels, i, self.in_channels,
+                       augment.per_image(train, self.image_size))
             for i, train in zip(index, (True, False, False), strict=True)
         )
 
@@ -172,7 +174,7 @@ class ImageFolder(DataModule):
         with ThreadPoolExecutor(self.workers or 1) as pool:
             list(pool.map(decode, range(0, len(used), 1024)))
         self.train_set, self.val_set, self.test_set = (
-            TensorDataset(x, labels[used], position[i]) for i in index
+            IndexedTensors(x, labels[used], position[i]) for i in index
         )
 
 

@@ -15,8 +15,8 @@ The per-step scalars go to their own event file, `<run>/tensorboard/gradient_flo
 own in TensorBoard's list): per layer and step they outnumber everything else a run logs about
 100 to 1 (ResNet-110, 164 CIFAR epochs, every 50 steps: 280k of 283k events, 17 MB), and kept
 apart they cost nothing to readers of the run's curves (the report, TensorBoard's first load):
-reading that run's curves took 5.4 s with them in the same file against 0.05 s without
-(scripts/bench_report.py, 2-core CPU).
+reading that run's curves takes about 7 s with them in the same file against 0.06 s without
+(docs/speed.md, "Gradient flow": the command, the machine and each reading).
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 
-from resnet_exp import figures, runs
+from resnet_exp import figures
+from resnet_exp.callbacks.outputs import save_figure, tensorboard
+from resnet_exp.runs import GRADIENT_FLOW_COLUMNS, GRADIENT_FLOW_FILE
+from resnet_exp.runs.read import read_gradient_flow
+from resnet_exp.runs.record import atomic_write
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -67,7 +70,7 @@ class GradientFlow(pl.Callback):
 
     @property
     def path(self) -> Path:
-        return self.run_dir / runs.GRADIENT_FLOW_FILE
+        return self.run_dir / GRADIENT_FLOW_FILE
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:  # gradients are all-reduced: rank 0 has them all
@@ -87,10 +90,10 @@ class GradientFlow(pl.Callback):
             # a checkpoint written mid-epoch (on SIGTERM): the epoch's sums so far
             self._sum, self._steps = resumed["sum"].to(device), int(resumed["steps"])
         if self.path.exists():  # resumed into the same folder: keep the epochs already done
-            _, done = runs.read_gradient_flow(self.path)
+            _, done = read_gradient_flow(self.path)
             self.history = {e: (v, [float("nan")] * len(v), 0)
                             for e, v in done.items() if e < trainer.current_epoch}
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        logger = tensorboard(trainer)
         if logger is not None:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -139,15 +142,14 @@ class GradientFlow(pl.Callback):
         self._write_csv()
 
     def _write_csv(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", newline="") as f:
+        def rows(f) -> None:
             writer = csv.writer(f)
-            writer.writerow(runs.GRADIENT_FLOW_COLUMNS)
+            writer.writerow(GRADIENT_FLOW_COLUMNS)
             for epoch, (mean_abs, l2, steps) in sorted(self.history.items()):
                 for i, name in enumerate(self.names):
                     writer.writerow((epoch, i, name, f"{mean_abs[i]:.6e}", f"{l2[i]:.6e}", steps))
-        os.replace(tmp, self.path)  # readers never see half a file
+
+        atomic_write(self.path, rows)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if not self.history:
@@ -157,9 +159,7 @@ class GradientFlow(pl.Callback):
             title=f"Gradient flow: {type(getattr(pl_module, 'model', pl_module)).__name__}, "
                   f"{len(self.names)} weight layers",
         )
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        figures.save(fig, self.run_dir / runs.FIGURES_DIR / "gradient_flow.png",
-                     logger.experiment if logger else None, "gradient_flow", trainer.global_step)
+        save_figure(trainer, self.run_dir, fig, "gradient_flow", "gradient_flow")
         self._close()
 
     def _close(self) -> None:

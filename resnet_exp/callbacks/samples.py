@@ -3,15 +3,11 @@ it, exactly as the network receives them (the data module's own on-device pipeli
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import TensorBoardLogger
 
-from resnet_exp import figures, runs
-from resnet_exp.perclass import image_stats
+from resnet_exp import figures
+from resnet_exp.callbacks.outputs import save_figure
 
 
 class AugmentedSamples(pl.Callback):
@@ -21,14 +17,16 @@ class AugmentedSamples(pl.Callback):
 
     Leaves the run untouched: the images come from the dataset directly (not an extra pass of the
     shuffled loader, which would advance its sampler), global RNGs are restored afterwards, and
-    the augmentations are drawn by a copy of the data module with its own generators, so the
-    training batches are the same with this callback as without it.
+    the augmentations are drawn from a generator of this callback's own, so the training batches
+    are the same with this callback as without it.
     """
 
-    def __init__(self, output_dir: str | None = None, num_images: int = 8, draws: int = 5) -> None:
+    def __init__(self, output_dir: str | None = None, num_images: int = 8, draws: int = 5,
+                 seed: int = 0) -> None:
         self.output_dir = output_dir
         self.num_images = num_images
         self.draws = draws
+        self.seed = seed
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule
@@ -38,14 +36,14 @@ class AugmentedSamples(pl.Callback):
             return
         count = min(self.num_images, len(dataset))
         rows = torch.linspace(0, len(dataset) - 1, count).long().tolist()
-        view = copy.copy(datamodule)
-        view._generators = {}  # its own: the draws here leave the run's generators alone
         with torch.random.fork_rng(devices=[]):  # folder sets crop with the global RNG
             images, labels = zip(*(dataset[i] for i in rows), strict=True)
             x, y = torch.stack(images), torch.as_tensor([int(label) for label in labels])
-            stored, _ = view.prepare_batch(x, y, train=False)
-            draws = [view.prepare_batch(x, y, train=True)[0] for _ in range(self.draws)]
-        stats = image_stats(datamodule)
+            stored, _ = datamodule.prepare_batch(x, y)
+            generator = torch.Generator(device=x.device).manual_seed(self.seed)
+            draws = [datamodule.prepare_batch(x, y, train=True, generator=generator)[0]
+                     for _ in range(self.draws)]
+        stats = figures.image_stats(datamodule)
         augmentation = getattr(datamodule, "augmentation", None)
         on = {k: v for k, v in getattr(augmentation, "__dict__", {}).items() if v}
         settings = ", ".join(f"{k}={v}" for k, v in on.items())
@@ -56,7 +54,4 @@ class AugmentedSamples(pl.Callback):
             title = f"Training images and {self.draws} augmentations of each ({settings})"
         fig = figures.augmented(figures.displayable(stored, *stats),
                                 [figures.displayable(d, *stats) for d in draws], title)
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        path = Path(self.output_dir or trainer.default_root_dir) / runs.FIGURES_DIR
-        figures.save(fig, path / "augmented_samples.png", logger.experiment if logger else None,
-                     "train/augmented_samples", trainer.global_step)
+        save_figure(trainer, self.output_dir, fig, "augmented_samples", "train/augmented_samples")

@@ -8,11 +8,8 @@ It reads the logits `Classifier.test_step` returns, so nothing is computed twice
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from rich.table import Table
 from torchmetrics import MetricCollection
@@ -23,19 +20,11 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from resnet_exp import figures, runs
+from resnet_exp import figures
+from resnet_exp.callbacks.outputs import save_figure
 
 KEY = "per_class"  # metrics.json: {"<prefix>/per_class": {"<class>": {"precision": ...}}}
 TABLE_ROWS = 20  # more classes than this: the console shows the worst ones, metrics.json all
-
-
-def image_stats(datamodule) -> tuple[list[float] | None, list[float] | None]:
-    """The mean/std a batch was normalised with, to show images as they were (None: as is)."""
-    if datamodule is None or not getattr(datamodule, "normalize", False):
-        return None, None
-    channels = getattr(datamodule, "in_channels", len(datamodule.mean))
-    mean, std = list(datamodule.mean), list(datamodule.std)
-    return mean * (channels // len(mean)), std * (channels // len(std))
 
 
 class PerClassMetrics(pl.Callback):
@@ -119,22 +108,17 @@ class PerClassMetrics(pl.Callback):
         return names if len(names) == n else [str(i) for i in range(n)]
 
     def _draw(self, trainer, confusion, classes) -> None:
-        run_dir = Path(self.output_dir or trainer.default_root_dir) / runs.FIGURES_DIR
-        logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        writer, step = (logger.experiment if logger else None), trainer.global_step
         accuracy = confusion.trace() / max(confusion.sum(), 1)
-        figures.save(
-            figures.confusion_matrix(confusion, classes,
-                                     f"Confusion matrix ({self.prefix}, accuracy {accuracy:.4f})"),
-            run_dir / "confusion_matrix.png", writer, f"{self.prefix}/confusion_matrix", step)
+        save_figure(trainer, self.output_dir, figures.confusion_matrix(
+            confusion, classes, f"Confusion matrix ({self.prefix}, accuracy {accuracy:.4f})"),
+            "confusion_matrix", f"{self.prefix}/confusion_matrix")
         x, y, pred = self._samples
         wrong = int((y != pred).sum())
-        images = figures.displayable(x, *image_stats(trainer.datamodule))
-        figures.save(
-            figures.predictions(images, y.tolist(), pred.tolist(), classes,
-                                f"First {len(y)} {self.prefix} images: true / predicted "
-                                f"({wrong} wrong, in red)"),
-            run_dir / "test_predictions.png", writer, f"{self.prefix}/predictions", step)
+        images = figures.displayable(x, *figures.image_stats(trainer.datamodule))
+        save_figure(trainer, self.output_dir, figures.predictions(
+            images, y.tolist(), pred.tolist(), classes,
+            f"First {len(y)} {self.prefix} images: true / predicted ({wrong} wrong, in red)"),
+            "test_predictions", f"{self.prefix}/predictions")
 
     def _make_table(self, classes: list[str]) -> Table:
         rows = self.run_metrics[f"{self.prefix}/{KEY}"]

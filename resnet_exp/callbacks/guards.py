@@ -1,26 +1,16 @@
-"""What keeps a run recoverable: stop at the first non-finite loss before it reaches a checkpoint,
-resume an interrupted epoch exactly, and record a SIGTERM as an interruption.
-
-Resume points: last.ckpt, written at every epoch end (checkpoints.ModelCheckpoint) and, on
-SIGTERM, after the batch in progress. Every random stream is drawn from (seed, epoch) and the
-place in the epoch, so an epoch replays the same from its start or from its middle: the shuffle
-and augmentation in data.py, the global generators here (reseeded each epoch, their states in a
-mid-epoch checkpoint). The epoch's partial metric sums travel in the checkpoint too (module.py).
-SIGINT and SIGKILL can land inside a step: their resume point is the last epoch end."""
+"""What keeps a run safe to continue: stop at the first non-finite loss before it reaches a
+checkpoint, and record a SIGTERM (what cluster schedulers send) as an interruption."""
 
 from __future__ import annotations
 
-import random
 import signal
 import threading
 from contextlib import contextmanager
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from resnet_exp.data import epoch_seed
 from resnet_exp.errors import UserError
 
 SIGTERM_EXIT = 128 + signal.SIGTERM  # the shell's status for a process ended by SIGTERM: 143
@@ -100,54 +90,6 @@ class StopOnNonFinite(pl.Callback):
         lr = f" (now {trainer.optimizers[0].param_groups[0]['lr']:g})" if trainer.optimizers else ""
         return (f"Lower optimizer.lr{lr}, set trainer.gradient_clip_val, or find the operation "
                 "with debug=anomaly")
-
-
-class EpochSeed(pl.Callback):
-    """Reseeds Python, NumPy and torch from (seed, epoch) before each epoch's first batch, so
-    dropout and anything else drawing from the global generators replays an epoch exactly after a
-    resume. A checkpoint written mid-epoch (on SIGTERM) carries the generators' states, put back
-    before the resumed epoch's next batch. One process's: under DDP rank 0's are saved."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-        self._resumed: dict | None = None
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        resumed, self._resumed = self._resumed, None
-        if batch_idx == 0:
-            seed = epoch_seed(self.seed, trainer.current_epoch, 2)
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            torch.manual_seed(seed)  # every device's generator
-        elif resumed is not None and trainer.world_size == 1:  # the states are rank 0's
-            _set_rng_states(resumed)
-
-    def state_dict(self) -> dict:
-        return _rng_states()
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self._resumed = state_dict or None
-
-
-def _rng_states() -> dict:
-    """The global generators' states as tensors and plain values (torch.load(weights_only=True)
-    reads them back; a NumPy array it would refuse)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    states = {"python": random.getstate(), "torch": torch.get_rng_state(),
-              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict) -> None:
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    torch.set_rng_state(states["torch"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def _exit(signum, frame) -> None:

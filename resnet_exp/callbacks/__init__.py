@@ -1,0 +1,23 @@
+"""The callbacks a run uses (conf/callbacks/*.yaml names them `resnet_exp.callbacks.<Class>`).
+
+    checkpoint.py  ModelCheckpoint: best.ckpt, last.ckpt, and a checkpoint on SIGTERM
+    guards.py      StopOnNonFinite; exit_on_sigterm (a scheduler's SIGTERM as an interruption)
+    throughput.py  EpochThroughput: seconds per epoch and images per second
+    gradflow.py    GradientFlow: gradient statistics per layer (seeds 000 and 003)
+    perclass.py    PerClassMetrics: confusion matrix, per-class precision/recall/F1
+    samples.py     AugmentedSamples: training images beside augmentations of them
+    outputs.py     where they write: the TensorBoard logger, the figures folder
+
+EpochSeed lives in resnet_exp/seeding.py with the rest of what makes a resumed epoch exact.
+"""
+
+from resnet_exp.callbacks.checkpoint import ModelCheckpoint
+from resnet_exp.callbacks.gradflow import GradientFlow
+from resnet_exp.callbacks.guards import StopOnNonFinite
+from resnet_exp.callbacks.perclass import PerClassMetrics
+from resnet_exp.callbacks.samples import AugmentedSamples
+from resnet_exp.callbacks.throughput import EpochThroughput
+from resnet_exp.seeding import EpochSeed
+
+__all__ = ["AugmentedSamples", "EpochSeed", "EpochThroughput", "GradientFlow", "ModelCheckpoint",
+           "PerClassMetrics", "StopOnNonFinite"]

@@ -1,0 +1,88 @@
+"""The config tree: where it is, its groups, composing it, and reading overrides.
+
+Imports Hydra only inside functions: `python -m resnet_exp --help` reads `CONF_DIR` and must not
+pay for Hydra's parser or torch.
+
+>>> override_key("+callbacks.gradient_flow.every_n_steps=5")
+'callbacks.gradient_flow.every_n_steps'
+>>> overrides_dict(["model=resnet20", "~callbacks.progress_bar", "optimizer.lr='0.1'",
+...                 "model.residual=False", "data.classes=[cat,dog]"])
+{'model': 'resnet20', 'optimizer.lr': '0.1', 'model.residual': 'false', 'data.classes': '[cat,dog]'}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+# The config groups (conf/ folders a run chooses an option of), in the order a reader follows a
+# run: the console's config tree, TensorBoard's HPARAMS columns.
+GROUPS = ("experiment", "data", "augmentation", "model", "optimizer", "scheduler", "trainer",
+          "callbacks", "logger", "debug", "hparams_search")
+
+
+def _parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def parse_override(override: str):
+    """Hydra's own reading of one command-line override (its `Override` object)."""
+    return _parser().parse_override(override)
+
+
+def override_key(override: str) -> str:
+    """The key or group an override sets, without its `+`/`++`/`~` prefix."""
+    return parse_override(override).key_or_group
+
+
+def text(value) -> str:
+    """A config value as an override writes it (true, null, 0.1, [a,b])."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(text(v) for v in value) + "]"
+    return str(value)
+
+
+def overrides_dict(overrides: list[str]) -> dict[str, str]:
+    """key -> value of the overrides that set a value (deletions left out), last one wins. A
+    sweep writes `model.residual=False` where the command line said `false`: one spelling."""
+    parser = _parser()
+    found = {}
+    for override in overrides:
+        parsed = parser.parse_override(override)
+        if parsed.is_delete():
+            continue
+        found[parsed.key_or_group] = text(parsed.value())
+    return found
+
+
+def compose(overrides: list[str], output_dir: Path | None = None, with_hydra: bool = False):
+    """The config `python -m resnet_exp OVERRIDES` would run. With `output_dir`, Hydra's node is
+    kept and set as the current HydraConfig, so `${hydra:...}` resolves as in a run there;
+    `with_hydra` keeps the node without setting it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+
+    from resnet_exp.errors import UserError
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR),
+                                   job_name="resnet_exp"):
+            cfg = hydra_compose("config", overrides=overrides,
+                                return_hydra_config=with_hydra or output_dir is not None)
+    except HydraException as e:
+        raise UserError(f"the overrides {' '.join(overrides)} do not compose: {e}") from None
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+    return cfg

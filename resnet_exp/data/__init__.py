@@ -1,0 +1,18 @@
+"""The data: modules that load a dataset, split it and serve batches, and the augmentation.
+
+    module.py   DataModule: splits, loaders, on-device preprocessing (what every set shares)
+    order.py    the training order and the place in it (shuffle, resume position, batches)
+    memory.py   sets held in memory: Digits, Synthetic, CIFAR10, CIFAR100, FashionMNIST
+    folders.py  image folders: ImageFolder, ImageNet
+    augment.py  Augmentation, batched on the training device
+
+The data modules are re-exported here: conf/data/*.yaml name them `resnet_exp.data.<Class>`.
+"""
+
+from resnet_exp.data.augment import Augmentation
+from resnet_exp.data.folders import ImageFolder, ImageNet
+from resnet_exp.data.memory import CIFAR10, CIFAR100, Digits, FashionMNIST, InMemory, Synthetic
+from resnet_exp.data.module import DataModule
+
+__all__ = ["Augmentation", "CIFAR10", "CIFAR100", "DataModule", "Digits", "FashionMNIST",
+           "ImageFolder", "ImageNet", "InMemory", "Synthetic"]

@@ -1,0 +1,183 @@
+"""The Hydra callbacks (conf/hydra/default.yaml, `hydra.callbacks`): they run in the process that
+Hydra starts, around the jobs, whichever launcher or sweeper runs them.
+
+- `ClaimOutputFolder`: before the first job, Hydra's run (or sweep) folder is created, written
+  and claimed. A folder that cannot be written (read-only, under a file, no space left) stops the
+  command with one line naming the folder and the fix, instead of Hydra's traceback from deep
+  inside its job runner or, worse, a run that trains and then cannot save. A folder that holds a
+  run already is never written into (only `resume=` continues a run): the default folder, named
+  by the clock, moves to `<folder>_2`; one given with hydra.run.dir is refused.
+- `SweepSummary`: once every job of a sweep has returned (an Optuna search with failed trials
+  too), one table of the jobs: status, swept values, the objective and test accuracy. It reads
+  what the jobs left in their folders (compare.py), so a job that ran on a SLURM node shows up
+  the same as a local one.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, read_write
+from rich.table import Table
+
+from resnet_exp.config import override_key
+from resnet_exp.errors import UserError, report_error
+from resnet_exp.runs import RUN_FILE, SWEEP_FILE, read
+from resnet_exp.runs.compare import differing_keys, read_run
+
+_STATUS_STYLE = {"finished": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+
+
+def check_writable(folder: Path, key: str) -> str | None:
+    """None when `folder` can be created and written, else the message saying why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        reason = "no space left on the device" if e.errno == errno.ENOSPC else e.strerror or e
+        return (f"cannot write to the output folder {folder} ({reason}): choose a writable one "
+                f"with {key}=...")
+    return None
+
+
+def _rank() -> int:
+    """This process's rank in a multi-process job: Lightning's launcher re-runs the command for
+    ranks 1.. with the same run folder (LOCAL_RANK), torchrun sets RANK."""
+    return max(int(os.environ.get(name, "0") or 0) for name in ("RANK", "LOCAL_RANK"))
+
+
+def claim(folder: Path, marker: str, explicit: bool, key: str) -> Path:
+    """Make `folder` this command's own: create `marker` in it exclusively (O_EXCL: of two
+    commands started in the same second, one wins). Taken already, an explicit folder is refused;
+    a default one (named by the clock) takes the first free `<folder>_2`, `_3`, ..."""
+    for i in itertools.count(1):
+        candidate = folder if i == 1 else folder.with_name(f"{folder.name}_{i}")
+        problem = check_writable(candidate, key)
+        if problem:
+            raise UserError(problem)
+        try:
+            os.close(os.open(candidate / marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return candidate
+        except FileExistsError:
+            if explicit:
+                what = ("a sweep already" if marker == SWEEP_FILE else
+                        f"a run already (status: {read.run_status(candidate) or 'unknown'})")
+                raise UserError(
+                    f"{key}={candidate} holds {what}: nothing there is "
+                    f"overwritten. To continue it: resume={candidate}; to start a new run, "
+                    f"choose another folder or leave {key} at its default") from None
+    raise AssertionError("unreachable")
+
+
+def _given(config: DictConfig, key: str) -> bool:
+    return any(override_key(o) == key for o in config.hydra.overrides.hydra)
+
+
+class ClaimOutputFolder(Callback):
+    """Before the first job: the run (or sweep) folder is created, can be written, and belongs to
+    this command alone; `name` may not lead out of the runs folder."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        HydraConfig.instance().set_config(config)  # run.dir interpolates ${hydra:...} (name)
+        self._claim(config, config.hydra.run, "hydra.run.dir", RUN_FILE)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._claim(config, config.hydra.sweep, "hydra.sweep.dir", SWEEP_FILE)
+
+    @staticmethod
+    def _claim(config: DictConfig, node: DictConfig, key: str, marker: str) -> None:
+        try:
+            name = str(config.get("name"))
+            if "/" in name or "\\" in name or name.startswith("."):
+                raise UserError(f"name={name}: a run's name becomes its folder name, so it may "
+                                "not contain / or \\ or start with a dot; use letters, digits, "
+                                "- and _")
+            folder = Path(node.dir)
+            if config.get("resume") or _rank() > 0:  # continues, or joins, a folder on purpose
+                problem = check_writable(folder, key)
+                if problem:
+                    raise UserError(problem)
+                return
+            claimed = claim(folder, marker, _given(config, key), key)
+        except UserError as e:
+            # SystemExit passes through Hydra's callback runner, which turns exceptions into
+            # warnings; status 2 as for every error the user can fix
+            sys.exit(report_error(e))
+        with read_write(node):
+            node.dir = str(claimed)
+
+
+def _short(value: str) -> str:
+    """An override value as a reader compares it: sampled floats to 4 significant digits.
+
+    >>> _short("0.08558894657793088"), _short("resnet20"), _short("1")
+    ('0.08559', 'resnet20', '1')
+    """
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() or len(value) <= 6 else f"{number:.4g}"
+
+
+def _value(metrics: dict, key: str) -> float | None:
+    value = metrics.get(key)
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def sweep_table(sweep_dir: Path, monitor: str) -> Table:
+    """Job folder (under `sweep_dir`, named in the title), status, swept values,
+    `<monitor>_best` and test/acc of each job; the best job by `<monitor>_best` in bold."""
+    sweep_dir = Path(sweep_dir)
+    jobs = [read_run(job) for job in (read.find_runs(sweep_dir) if sweep_dir.is_dir() else [])]
+    overrides = [{"seed": str(job.seed), **job.settings} for job in jobs]
+    metrics = [job.metrics for job in jobs]
+    keys = differing_keys(overrides)
+    objective = f"{monitor}_best"
+    scores = [_value(m, objective) for m in metrics]
+    best = max((i for i, s in enumerate(scores) if s is not None), key=scores.__getitem__,
+               default=None)
+
+    table = Table(title=f"{len(jobs)} jobs in {sweep_dir}", header_style="bold")
+    table.add_column("folder", justify="right")
+    table.add_column("status")
+    for key in keys:  # fold long names (optimizer.weight_decay) rather than cut them
+        table.add_column(key, overflow="fold")
+    table.add_column(objective, justify="right", overflow="fold")
+    table.add_column("test/acc", justify="right", overflow="fold")
+    for i, job in enumerate(jobs):
+        status = job.status
+        test_acc = _value(metrics[i], "test/acc")
+        table.add_row(
+            str(job.path.relative_to(sweep_dir)),
+            f"[{_STATUS_STYLE.get(status, 'red')}]{status}[/]",
+            *(_short(overrides[i].get(k, "")) for k in keys),
+            "" if scores[i] is None else f"{scores[i]:.4f}",
+            "" if test_acc is None else f"{test_acc:.4f}",
+            style="bold" if i == best else None,
+        )
+    return table
+
+
+class SweepSummary(Callback):
+    """Prints `sweep_table` when a multirun ends."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        # The Optuna sweeper opens its study in <sweep>/optuna.db before any job has created
+        # the folder (sqlite cannot create the folder of its file).
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from resnet_exp.console import console
+
+        console.print(sweep_table(Path(config.hydra.sweep.dir), config.get("monitor", "val/acc")))

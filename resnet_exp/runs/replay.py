@@ -1,0 +1,153 @@
+"""Composing a saved run's config again: continued in its own folder (`resume`), into a new folder
+(`reproduce`), or tested (`eval`).
+
+A run is replayed the way Hydra recorded it: its `.hydra/overrides.yaml` over today's config tree,
+then the user's extra overrides, which replace saved ones of the same key. Before anything is
+built, the composed config must pass the allow-list (trust.py), and keys where it differs from
+the saved `.hydra/config.yaml` (the config tree changed since the run) are named in a warning.
+Classes that moved between modules since a run was saved are read under their new import paths
+(`MOVED`), so runs written by an older layout replay without a warning or `--trust`.
+
+Imports no torch: `__main__` replays `resume=RUN_DIR` before Hydra starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from resnet_exp import config
+from resnet_exp.errors import UserError
+from resnet_exp.runs import OVERRIDES_FILE, read, trust
+
+# Keys of the replay machinery itself, never replayed from a run's saved overrides.
+OWN_KEYS = ("resume",)
+# Import paths of the flat layout (one module per idea, before data/, callbacks/ and runs/) ->
+# today's. A saved override or config that names an old path is read with the new one.
+MOVED = {
+    "resnet_exp.augment.Augmentation": "resnet_exp.data.Augmentation",
+    "resnet_exp.folders.ImageFolder": "resnet_exp.data.ImageFolder",
+    "resnet_exp.folders.ImageNet": "resnet_exp.data.ImageNet",
+    "resnet_exp.callbacks.EpochThroughput": "resnet_exp.callbacks.EpochThroughput",
+    "resnet_exp.checkpoints.ModelCheckpoint": "resnet_exp.callbacks.ModelCheckpoint",
+    "resnet_exp.gradflow.GradientFlow": "resnet_exp.callbacks.GradientFlow",
+    "resnet_exp.guards.EpochSeed": "resnet_exp.callbacks.EpochSeed",
+    "resnet_exp.guards.StopOnNonFinite": "resnet_exp.callbacks.StopOnNonFinite",
+    "resnet_exp.perclass.PerClassMetrics": "resnet_exp.callbacks.PerClassMetrics",
+    "resnet_exp.samples.AugmentedSamples": "resnet_exp.callbacks.AugmentedSamples",
+    "resnet_exp.outputs.CheckOutput": "resnet_exp.runs.hydra_hooks.ClaimOutputFolder",
+    "resnet_exp.sweeps.SweepSummary": "resnet_exp.runs.hydra_hooks.SweepSummary",
+}
+
+
+def renamed(text: str) -> str:
+    """`text` (an override or a target) with an old import path replaced by today's.
+
+    >>> renamed("+callbacks.g._target_=resnet_exp.gradflow.GradientFlow")
+    '+callbacks.g._target_=resnet_exp.callbacks.GradientFlow'
+    """
+    for old, new in MOVED.items():
+        if text == old or text.endswith(("=" + old, "'" + old + "'")):
+            return text.replace(old, new)
+    return text
+
+
+def _renamed_config(node):
+    """A saved config (plain data) with every old `_target_` replaced."""
+    if isinstance(node, dict):
+        return {k: renamed(v) if k == "_target_" and isinstance(v, str) else _renamed_config(v)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_renamed_config(v) for v in node]
+    return node
+
+
+def _outside_the_tree(override: str) -> bool:
+    """A group option that names a file outside conf/ (`experiment=../../elsewhere/evil`)."""
+    parsed = config.parse_override(override)
+    group = parsed.key_or_group
+    if not (group.startswith("hydra/") or (config.CONF_DIR / group).is_dir()):
+        return False
+    value = str(parsed.value())
+    return ".." in value or "/" in value or value.startswith(("~", "\\"))
+
+
+def replay_overrides(run_dir: Path, extra: list[str], allow: bool = False) -> list[str]:
+    """The run's saved overrides, minus those that `extra` replaces, then `extra`. Refused
+    when the file could not have been written by a run: Hydra's own keys, or (unless `allow`)
+    a group option outside the config tree."""
+    source = run_dir / OVERRIDES_FILE
+    try:
+        saved = [renamed(o) for o in read.read_overrides(run_dir)
+                 if config.override_key(o) not in OWN_KEYS]
+    except Exception as e:  # yaml's, Hydra's parser's: no common base class
+        raise UserError(f"{source} cannot be read as Hydra overrides ({type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}): the "
+                        "file is damaged; a run folder cannot be replayed without it") from None
+    for override in saved:
+        if config.override_key(override).startswith("hydra"):
+            raise UserError(
+                f"{source} holds the Hydra override {override!r}, which a run never records: "
+                "the file was edited; refusing to replay it"
+            )
+        if not allow and _outside_the_tree(override):
+            raise UserError(
+                f"refusing the config of {run_dir}: {override} reads a config file outside "
+                f"conf/, which could hold any code. Read it; if you trust it, pass --trust"
+            )
+    replaced = {config.override_key(o) for o in extra}
+    # a key the run added (`+key=...`) is not in the tree: a new value for it adds it too
+    added = {config.override_key(o) for o in saved if o.startswith("+")}
+    extra = [f"++{o}" if config.override_key(o) in added and o[0] not in "+~" else o
+             for o in extra]
+    return [o for o in saved if config.override_key(o) not in replaced] + extra
+
+
+def _flat(node, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def drift(saved: DictConfig, composed: DictConfig, extra: list[str]) -> list[str]:
+    """Keys whose value differs between the run's saved config and today's composition of its
+    overrides, leaving out those the user overrode (`extra`) and the replay's own keys."""
+    ignore = {config.override_key(o) for o in extra} | set(OWN_KEYS) | {"hydra"}
+    old = _flat(_renamed_config(OmegaConf.to_container(saved, resolve=False)))
+    new = _flat(OmegaConf.to_container(composed, resolve=False))
+    changed = []
+    for key in sorted(old.keys() | new.keys()):
+        if any(key == i or key.startswith(i + ".") or key.startswith(i + "/") for i in ignore):
+            continue
+        if old.get(key, "<absent>") != new.get(key, "<absent>"):
+            changed.append(f"{key}: {old.get(key, '<absent>')} -> {new.get(key, '<absent>')}")
+    return changed
+
+
+def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None = None):
+    """(overrides to replay, composed config) for a saved run, refused when it names code
+    outside the allow-list (unless `allow`), with a warning on stderr when the config tree has
+    changed since the run."""
+    run_dir = Path(run_dir)
+    saved = read.load_config(run_dir)
+    overrides = replay_overrides(run_dir, extra, allow)
+    cfg = config.compose(overrides, output_dir, with_hydra=True)
+    trust.check(cfg, source=str(run_dir), trust=allow)  # the hydra node too: its callbacks run
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    changed = drift(saved, task, extra)
+    if changed:
+        shown = "\n  ".join(changed[:10]) + (f"\n  ... {len(changed) - 10} more"
+                                             if len(changed) > 10 else "")
+        print(f"warning: the config tree has changed since {run_dir} ran; these keys differ "
+              f"from its saved config:\n  {shown}", file=sys.stderr)
+    return overrides, cfg
+
+
+def quote(value: str) -> str:
+    """A string as a quoted Hydra override value (paths may hold spaces or `=`)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,91 @@
+"""Continuing an interrupted run in its own folder, from its last.ckpt.
+
+    python -m resnet_exp resume=RUN_DIR [key=value ...] [--trust]
+        the run's overrides (replay.py), with RUN_DIR as Hydra's run folder; its .hydra/ is kept
+        as written.
+    python -m resnet_exp -m hydra.sweep.dir=SWEEP_DIR resume=true [sweep overrides]
+        every job continues in the folder Hydra picks for it: finished jobs are skipped (their
+        metrics are the objective), interrupted ones resume from last.ckpt, others start.
+
+What makes the resumed run equal to an uninterrupted one is described in resnet_exp/seeding.py.
+Imports no torch: `__main__` calls `command_line` before Hydra starts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from resnet_exp import config
+from resnet_exp.errors import UserError
+from resnet_exp.runs import CHECKPOINT_DIR, METRICS_FILE, RUN_FILE, read, record
+from resnet_exp.runs.replay import quote, replay
+
+
+def command_line(argv: list[str]) -> list[str]:
+    """The Hydra command line for `resume=RUN_DIR`: the run's own overrides, then the extra
+    ones given, with RUN_DIR as the run folder and its .hydra/ left as the run wrote it
+    (`hydra.output_subdir=null`). Other command lines are returned unchanged."""
+    args = argv[1:]
+    allow = "--trust" in args
+    args = [a for a in args if a != "--trust"]
+    given = [a for a in args if "=" in a and not a.startswith("-")
+             and config.override_key(a) == "resume"]
+    value = config.overrides_dict(given[-1:]).get("resume")
+    if value is None or value.strip().lower() in ("", "true", "false", "null", "none"):
+        if allow:
+            raise UserError("--trust applies to resume=RUN_DIR only")
+        return argv
+    if "-m" in args or "--multirun" in args:
+        raise UserError(
+            "resume=RUN_DIR continues one run; to resume a sweep, rerun its command with "
+            "hydra.sweep.dir=<its folder> resume=true"
+        )
+    run_dir = Path(value).expanduser().resolve()
+    extra = [a for a in args if a not in given]
+    overrides, _ = replay(run_dir, extra, allow)
+    return [argv[0], *overrides, f"resume={quote(run_dir)}",
+            f"hydra.run.dir={quote(run_dir)}", "hydra.output_subdir=null"]
+
+
+def prepare(run_dir: Path) -> Path | None:
+    """Make a run folder ready to continue; returns last.ckpt, or None to start from scratch.
+
+    Temporary files of a write that was killed are removed; without last.ckpt, a best.ckpt
+    left by an attempt killed between its two writes is removed too, so that ModelCheckpoint
+    does not save the new run's best as best-v1.ckpt beside it.
+    """
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    for stale in folder.glob(".*.tmp") if folder.is_dir() else []:
+        stale.unlink(missing_ok=True)
+    last = read.last_checkpoint(run_dir)
+    if last is None:
+        for stale in folder.glob("*.ckpt") if folder.is_dir() else []:
+            stale.unlink()
+    info = read.read_json(Path(run_dir) / RUN_FILE) if read.run_status(run_dir) else {}
+    resumed = list(info.get("resumed", []))
+    if info:
+        resumed.append({"time": datetime.now().astimezone().isoformat(timespec="seconds"),
+                        "from": str(last) if last else None, "status": info.get("status")})
+        record.note(run_dir, resumed=resumed)
+    return last
+
+
+def finished(run_dir: Path) -> dict:
+    """The metrics of a run that has finished already; nothing in its folder is rewritten."""
+    from resnet_exp import console
+
+    metrics = read.read_json(Path(run_dir) / METRICS_FILE)
+    console.console.print(f"[bold]{run_dir}[/bold] finished already: not run again")
+    return metrics
+
+
+def logger_kwargs(node: DictConfig, purge_step: int | None) -> dict:
+    """TensorBoard hides the events a resumed run logs again: SummaryWriter(purge_step) marks
+    every event at or after that step in the folder's older files as superseded."""
+    target = str(node.get("_target_", ""))
+    if purge_step is None or not target.endswith("TensorBoardLogger"):
+        return {}
+    return {"purge_step": purge_step}

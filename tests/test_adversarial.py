@@ -1,0 +1,283 @@
+"""A careless or hostile user: run folders that name code, runs that would overwrite each other,
+moved folders and late kills, and inputs that used to end in a traceback. Each case failed
+before the fix it tests: nothing runs that was not asked for, nothing is lost, and every bad
+input is one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from conftest import run_cli
+from omegaconf import OmegaConf
+
+from resnet_exp import config, reproduce, runs
+from resnet_exp import eval as evaluate
+from resnet_exp.data import CIFAR10
+from resnet_exp.data import memory as data_memory
+from resnet_exp.errors import UserError
+from resnet_exp.runs import hydra_hooks, read, record, resume, trust
+
+TINY = ["trainer=smoke", "deterministic=true", "callbacks=lean"]
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture
+def run(smoke_run_copy) -> Path:
+    """A copy of the shared finished run (conftest.SMOKE_RUN, 2 epochs) to damage."""
+    return smoke_run_copy
+
+
+def with_overrides(run: Path, *extra: str) -> Path:
+    saved = [*OmegaConf.load(run / runs.OVERRIDES_FILE), *extra]
+    OmegaConf.save(OmegaConf.create(saved), run / runs.OVERRIDES_FILE)
+    return run
+
+
+def one_line_error(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr[-3000:]
+
+
+# -- 1, 2: a foreign run folder runs no code without --trust -------------------------------------
+
+CODE_RUNNERS = [
+    "torch.utils.collect_env.run", "torch._inductor.codecache.PyCodeCache.load",
+    "torchvision.io.write_file", "torch.save", "torch.testing._internal.common_utils.shell",
+    "torch.jit._serialization.load", "pytorch_lightning.LightningModule.load_from_checkpoint",
+    "resnet_exp.runs.record.write_json_atomic", "resnet_exp.checkpoints.save",
+]
+
+
+@pytest.mark.parametrize("target", CODE_RUNNERS)
+def test_code_runners_inside_allowed_packages_are_not_allowed(target):
+    assert not trust.allowed(target)
+
+
+@pytest.mark.slow
+def test_a_shell_command_in_saved_overrides_runs_on_no_replay(run, tmp_path, capsys):
+    marker = tmp_path / "code-ran"
+    with_overrides(run, "+callbacks.evil._target_=torch.utils.collect_env.run",
+                   f"+callbacks.evil.command='touch {marker}'")
+    assert reproduce.main([str(run)]) == 2
+    assert evaluate.main([str(run)]) == 2
+    with pytest.raises(UserError, match="torch.utils.collect_env.run.*--trust"):
+        resume.command_line(["resnet_exp", f"resume={run}"])
+    assert "callbacks.evil._target_=torch.utils.collect_env.run" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_group_option_outside_the_config_tree_is_refused_unless_trusted(run, tmp_path):
+    evil = tmp_path / "elsewhere" / "evil.yaml"
+    evil.parent.mkdir()
+    evil.write_text("# @package _global_\nhydra:\n  callbacks:\n    copy:\n"
+                    "      _target_: shutil.copyfile\n")
+    relative = Path("..", "..", "..", "..", *evil.parent.parts[1:], "evil")
+    with_overrides(run, f"+experiment={relative.as_posix()}")
+    with pytest.raises(UserError, match="outside conf/.*--trust"):
+        resume.command_line(["resnet_exp", f"resume={run}"])
+    with pytest.raises(UserError, match="outside conf/"):
+        evaluate.evaluate(run, [])
+
+
+def test_the_hydra_node_is_checked_too():
+    cfg = OmegaConf.create({"hydra": {"callbacks": {"copy": {"_target_": "shutil.copyfile"}},
+                                      "job_logging": {"handlers": {"x": {"()": "os.system"}}}},
+                            "model": {"_target_": "resnet_exp.models.resnet.CifarResNet"}})
+    assert [key for key, _ in trust.untrusted(cfg)] == ["hydra.callbacks.copy._target_",
+                                                        "hydra.job_logging.handlers.x.()"]
+
+
+SHIPPED = ([[f"experiment={p.stem}"] for p in sorted((config.CONF_DIR / "experiment").glob("*"))]
+           + [[f"{group}={p.stem}"] for group in config.GROUPS
+              if group not in ("experiment",) for p in sorted((config.CONF_DIR / group).glob("*"))]
+           + [["hydra/launcher=slurm"], ["hydra/launcher=joblib"],
+              ["hydra/launcher=submitit_local"]])
+
+
+@pytest.mark.parametrize("overrides", SHIPPED, ids=[o[0] for o in SHIPPED])
+def test_every_shipped_config_replays_without_trust(overrides, tmp_path):
+    cfg = config.compose([*overrides], tmp_path, with_hydra=True)
+    trust.check(cfg, source="the shipped conf/ tree")
+
+
+# -- 3, 4, 5: run folders are exclusive -----------------------------------------------------------
+
+def test_two_runs_claiming_one_default_folder_get_two_folders(tmp_path):
+    folder = tmp_path / "outputs" / "runs" / "2026-01-01_00-00-00_resnet20_digits"
+    first = hydra_hooks.claim(folder, runs.RUN_FILE, explicit=False, key="hydra.run.dir")
+    second = hydra_hooks.claim(folder, runs.RUN_FILE, explicit=False, key="hydra.run.dir")
+    assert (first, second) == (folder, folder.with_name(folder.name + "_2"))
+    sweep = hydra_hooks.claim(tmp_path / "sweep", runs.SWEEP_FILE, False, "hydra.sweep.dir")
+    again = hydra_hooks.claim(tmp_path / "sweep", runs.SWEEP_FILE, False, "hydra.sweep.dir")
+    assert again == tmp_path / "sweep_2" and sweep == tmp_path / "sweep"
+    with pytest.raises(UserError, match="holds a run already.*resume="):
+        hydra_hooks.claim(folder, runs.RUN_FILE, explicit=True, key="hydra.run.dir")
+
+
+@pytest.mark.slow
+def test_an_existing_run_folder_is_never_written_into(run, tmp_path):
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    result = run_cli([*TINY, f"hydra.run.dir={run}"], tmp_path, env=ENV)
+    one_line_error(result, "holds a run already", f"resume={run}")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("name", ["../../victim", "../../../../x", "a/b", ".hidden"])
+def test_a_name_that_leaves_the_runs_folder_is_refused(tmp_path, name):
+    result = run_cli([*TINY, f"name={name}"], tmp_path, env=ENV)
+    one_line_error(result, f"name={name}")
+    assert not list(tmp_path.rglob("run.json"))
+
+
+@pytest.mark.slow
+def test_resuming_a_run_that_another_process_writes_is_refused(run, tmp_path):
+    record.write_json_atomic(run / runs.RUN_FILE, read.read_json(run / runs.RUN_FILE)
+                             | {"status": "running", "pid": 4242, "host": "elsewhere"})
+    with record.lock(run):  # this process stands for the run still training
+        result = run_cli([f"resume={run}"], tmp_path, env=ENV)
+    one_line_error(result, "being written by process 4242 on elsewhere")
+
+
+# -- 6, 7, 8: moved folders, late kills, empty runs ------------------------------------------------
+
+def interrupted(run: Path) -> dict:
+    """The run as a kill after its last checkpoint left it: no metrics.json, not finished."""
+    metrics = read.read_json(run / runs.METRICS_FILE)
+    (run / runs.METRICS_FILE).unlink()
+    info = read.read_json(run / runs.RUN_FILE)
+    record.write_json_atomic(run / runs.RUN_FILE, info | {"status": "interrupted"})
+    return metrics
+
+
+@pytest.mark.slow
+def test_a_moved_run_resumes_into_its_own_checkpoints_and_evaluates_to_its_record(run, tmp_path):
+    interrupted(run)
+    moved = tmp_path / "moved" / "elsewhere"
+    moved.parent.mkdir()
+    run.rename(moved)
+    result = run_cli([f"resume={moved}", "trainer.max_epochs=3"], tmp_path, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (moved / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    metrics = read.read_json(moved / runs.METRICS_FILE)
+    assert metrics["epochs"] == 3
+    again, _ = evaluate.evaluate(moved, [])
+    assert again["test/acc"] == metrics["test/acc"]
+
+
+@pytest.mark.slow
+def test_a_kill_during_the_final_test_loses_no_final_metric(run, tmp_path):
+    original = interrupted(run)
+    result = run_cli([f"resume={run}"], tmp_path, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read.read_json(run / runs.METRICS_FILE)
+    final = {k: v for k, v in original.items() if k.startswith("final/")}
+    assert len(final) >= 4 and {k: metrics.get(k) for k in final} == final
+    assert metrics["test/acc"] == original["test/acc"]
+
+
+@pytest.mark.slow
+def test_zero_epochs_is_refused_before_a_folder_looks_finished(tmp_path):
+    result = run_cli([*TINY, "trainer.max_epochs=0"], tmp_path, env=ENV)
+    one_line_error(result, "trainer.max_epochs=0", "python -m resnet_exp.eval")
+    assert all(read.run_status(p.parent) != "finished" for p in tmp_path.rglob("run.json"))
+
+
+# -- 9 to 17: one clear line instead of a traceback ------------------------------------------------
+
+def test_the_default_run_folder_is_checked(tmp_path):
+    (tmp_path / "outputs").write_text("a file where the runs folder would be")
+    result = run_cli(TINY, tmp_path, env=ENV)
+    one_line_error(result, "cannot write to the output folder", "hydra.run.dir=")
+    assert "HydraConfig was not set" not in result.stderr
+
+
+def test_a_full_disk_names_the_device_and_the_free_space(tmp_path):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with mock.patch("json.dump", side_effect=full), pytest.raises(UserError) as error:
+        record.write_json_atomic(tmp_path / "metrics.json", {"a": 1})
+    assert "no space left on the device holding" in str(error.value)
+    assert "MiB free" in str(error.value) and "hydra.run.dir=" in str(error.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("override", "says"), [("data.batch_size=0", "data.batch_size=0"),
+                                                ("seed=abc", "seed='abc'")])
+def test_bad_values_are_one_line(tmp_path, override, says):
+    one_line_error(run_cli([*TINY, override], tmp_path, env=ENV), says)
+
+
+@pytest.mark.parametrize("content", [b"model: [unclosed\n  x: {", b"\xff\xfe\x00binary\x80"])
+def test_an_unreadable_file_in_a_config_dir_is_one_line(tmp_path, content):
+    (tmp_path / "mine" / "experiment").mkdir(parents=True)
+    (tmp_path / "mine" / "experiment" / "bad.yaml").write_bytes(content)
+    result = run_cli(["--config-dir", str(tmp_path / "mine"), "experiment=bad", *TINY], tmp_path)
+    one_line_error(result, "bad.yaml is not a readable YAML file")
+
+
+@pytest.mark.slow
+def test_a_truncated_run_json_still_resumes_and_evaluates(run, tmp_path):
+    (run / runs.RUN_FILE).write_text('{"status": "fini')
+    metrics, _ = evaluate.evaluate(run, [])
+    assert metrics["test/acc"] == read.read_json(run / runs.METRICS_FILE)["test/acc"]
+    result = run_cli([f"resume={run}"], tmp_path, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read.run_status(run) == "finished"
+
+
+@pytest.mark.slow
+def test_garbage_in_saved_overrides_is_one_line(run, tmp_path):
+    (run / runs.OVERRIDES_FILE).write_text("- model=[unclosed\n- : :\n")
+    one_line_error(run_cli([f"resume={run}"], tmp_path), "overrides.yaml cannot be read")
+    assert evaluate.main([str(run)]) == 2
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_failing_job_goes_on_and_ends_with_its_table(tmp_path):
+    result = run_cli(["-m", *TINY, "data.batch_size=0,32", "hydra.sweep.dir=sweep"], tmp_path,
+                     env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 jobs in" in result.stdout and "failed" in result.stdout
+    assert "finished" in result.stdout and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "data.batch_size=0" in errors[0], result.stderr[-3000:]
+
+
+def test_a_download_that_never_answers_says_so_and_gives_up(tmp_path, capsys):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/cifar-10-python.tar.gz"
+    data = CIFAR10(root=str(tmp_path), download=True, num_classes=10, in_channels=3,
+                   image_size=32, mean=[0.5] * 3, std=[0.25] * 3)
+    try:
+        with mock.patch.object(CIFAR10.source, "url", url), \
+                mock.patch.object(data_memory, "DOWNLOAD_TIMEOUT_S", 0.5), \
+                pytest.raises(UserError, match="no answer for"):
+            data.prepare_data()
+    finally:
+        server.close()
+    assert f"downloading CIFAR-10 from {url}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_report_of_a_damaged_run_lists_it_instead_of_failing(run, tmp_path):
+    (run / runs.RUN_FILE).write_text("{trunc")
+    (run / runs.METRICS_FILE).write_text("[1, 2")
+    from resnet_exp import report
+
+    assert report.main([str(run), "--out", str(tmp_path / "report"), "--no-figures"]) == 0
+    assert "unreadable" in (tmp_path / "report" / "report.md").read_text()
