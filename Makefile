@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+# pytest-xdist workers: one per core of a 2-core CI machine; files marked xdist_group stay on one
+TEST_WORKERS ?= -n 2 --dist loadgroup
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-fast test-under-load tensorboard lint bench clean
@@ -23,13 +25,13 @@ run: install ## install, then the default job: ResNet-20 on the embedded digits 
 	$(PY) -m resnet_exp $(ARGS)
 
 test: install ## install, then the whole test suite (what CI runs)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(TEST_WORKERS) $(ARGS)
 
 test-fast: install ## the tests that start no training run, sweep or compile (before a commit)
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest $(TEST_WORKERS) -m "not slow" $(ARGS)
 
 test-under-load: install ## the whole suite beside 4 busy processes per core, as on shared CI
-	$(PY) scripts/stress_cpu.py --per-core 4 -- $(PY) -m pytest $(ARGS)
+	$(PY) scripts/stress_cpu.py --per-core 4 -- $(PY) -m pytest $(TEST_WORKERS) $(ARGS)
 
 tensorboard: install ## serve every run under outputs/ on http://127.0.0.1:6006
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1

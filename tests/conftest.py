@@ -42,19 +42,41 @@ def finished_run(cwd: Path, args: list[str], env: dict | None = None) -> Path:
     return cwd / "run"
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """`make(folder)` once per test session, whatever the number of pytest-xdist workers: the
+    first worker to get here makes it, under a file lock, the others wait and share it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker has its own folder below this one
+        root = root.parent
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """One finished run (SMOKE_RUN) for every test that only reads a run folder."""
-    return finished_run(tmp_path_factory.mktemp("smoke_run"), SMOKE_RUN, env=ONE_THREAD)
+    return made_once(tmp_path_factory, "smoke_run",
+                     lambda cwd: finished_run(cwd, SMOKE_RUN, env=ONE_THREAD)) / "run"
 
 
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory) -> Path:
     """One finished sweep (SMOKE_SWEEP: 4 jobs) for every test that only reads a sweep folder."""
-    cwd = tmp_path_factory.mktemp("smoke_sweep")
-    result = run_cli([*SMOKE_SWEEP, "hydra.sweep.dir=sweep"], cwd, timeout=600, env=ONE_THREAD)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return cwd / "sweep"
+
+    def sweep(cwd: Path) -> None:
+        result = run_cli([*SMOKE_SWEEP, "hydra.sweep.dir=sweep"], cwd, timeout=600,
+                         env=ONE_THREAD)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    return made_once(tmp_path_factory, "smoke_sweep", sweep) / "sweep"
 
 
 @pytest.fixture
@@ -72,11 +94,14 @@ def compose_cfg(tmp_path):
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None):
-    """`python -m resnet_exp ARGS` as a user runs it, in `cwd` (runs land in cwd/outputs)."""
+    """`python -m resnet_exp ARGS` as a user runs it, in `cwd` (runs land in cwd/outputs). One
+    intra-op thread unless `env` says otherwise: the suite runs a process per core (xdist), and
+    OpenMP threads that spin for a core another process holds made a tiny run 20x slower."""
     return subprocess.run(
         [sys.executable, "-m", "resnet_exp", *args],
         cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **(env or {})},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **ONE_THREAD,
+             **(env or {})},
     )
 
 

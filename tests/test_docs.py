@@ -36,19 +36,22 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONF, ROOT
+from conftest import CONF, ONE_THREAD, ROOT
+
+# one pytest-xdist worker for the whole file: its module fixture is made once (the reader's folder)
+pytestmark = pytest.mark.xdist_group("test_docs")
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = "2026-01-01_12-00-00_resnet20_digits"  # the README's example name, as a run names itself
 SWEEP = "2026-01-01_12-00-00"
 PLACEHOLDERS = {"<run>": RUN, "<sweep>": SWEEP}
-SMOKE = "trainer=smoke callbacks=lean"
 COMMAND = re.compile(r"^\s*(?:srun\s+)?((?:python -m resnet_exp\b|resnet-exp\b).*)$")
 REPLAYING = ("resnet_exp.eval", "resnet_exp.reproduce", "resnet_exp.report")
 
@@ -120,7 +123,7 @@ def kind(command: str) -> str:
 
 def bash(command: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0"}
+           "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **ONE_THREAD}
     return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -166,12 +169,12 @@ def sweep_jobs(args: list[str], scratch: Path) -> tuple[list[str], list[list[str
 
 
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
-    """A reader's folder holding one finished smoke run and a finished two-job smoke sweep."""
+def checkout(smoke_run, smoke_sweep, tmp_path_factory) -> Path:
+    """A reader's folder holding a finished run and a finished sweep (copies of the shared ones,
+    conftest.SMOKE_RUN and SMOKE_SWEEP) at the paths the docs' placeholders name."""
     cwd = tmp_path_factory.mktemp("reader")
-    check(bash(f"python -m resnet_exp {SMOKE} hydra.run.dir=outputs/runs/{RUN}", cwd, 300), "run")
-    check(bash(f"python -m resnet_exp -m {SMOKE} seed=1,2 hydra.sweep.dir=outputs/multirun/{SWEEP}",
-               cwd, 300), "sweep")
+    shutil.copytree(smoke_run, cwd / "outputs" / "runs" / RUN)
+    shutil.copytree(smoke_sweep, cwd / "outputs" / "multirun" / SWEEP)
     return cwd
 
 

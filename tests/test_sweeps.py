@@ -76,7 +76,7 @@ class Rendezvous(pl.Callback):
     """Test-only: each job writes its process id into `folder` as training starts, then waits
     until `jobs` jobs have: jobs that run one after another time out here instead."""
 
-    def __init__(self, folder: str, jobs: int, timeout_s: float = 120) -> None:
+    def __init__(self, folder: str, jobs: int, timeout_s: float = 600) -> None:
         self.folder, self.jobs, self.timeout_s = Path(folder), jobs, timeout_s
 
     def on_train_start(self, trainer, pl_module) -> None:

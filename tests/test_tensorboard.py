@@ -16,6 +16,10 @@ from urllib.parse import urlencode
 
 import pytest
 
+# one pytest-xdist worker for the whole file: its module fixture is made once (one TensorBoard
+# server)
+pytestmark = pytest.mark.xdist_group("test_tensorboard")
+
 TENSORBOARD = Path(sys.executable).with_name("tensorboard")
 
 
@@ -40,7 +44,7 @@ def server(smoke_run):
     url = f"http://127.0.0.1:{port}"
     name = f"{run.relative_to(logdir)}/tensorboard"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 600  # a bound for a hung server, not a speed test
         while True:  # until it answers and has loaded the run's events
             if process.poll() is not None:
                 pytest.fail(f"tensorboard exited: {process.stderr.read()[-2000:]}")
@@ -50,7 +54,7 @@ def server(smoke_run):
             except (urllib.error.URLError, ConnectionError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("tensorboard did not serve the run within 90 s")
+                pytest.fail("tensorboard did not serve the run within 600 s")
             time.sleep(0.5)
         yield url, name, run
     finally:
