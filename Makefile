@@ -4,8 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
-# pytest-xdist workers: one per core of a 2-core CI machine; files marked xdist_group stay on one
-TEST_WORKERS ?= -n 2 --dist loadgroup
+# pytest-xdist workers: one per core of a 2-core CI machine; each test file runs on one worker
+TEST_WORKERS ?= -n 2 --dist loadfile
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-fast test-under-load tensorboard lint bench clean
@@ -37,7 +37,7 @@ tensorboard: install ## serve every run under outputs/ on http://127.0.0.1:6006
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1
 
 lint: install ## ruff over the package, tests and scripts
-	$(VENV)/bin/ruff check resnet_exp tests scripts
+	$(VENV)/bin/ruff check resnet_exp hydra_plugins tests scripts
 
 bench: install ## framework vs bare-loop throughput, data path, start-up (a few minutes on CPU)
 	$(PY) scripts/bench.py $(ARGS)

@@ -60,6 +60,16 @@ def made_once(tmp_path_factory, name: str, make) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_worker():
+    """Under pytest-xdist (a worker per core), in-process training takes one intra-op thread:
+    two workers' OpenMP threads spinning for each other's cores slow both many times over."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """One finished run (SMOKE_RUN) for every test that only reads a run folder."""

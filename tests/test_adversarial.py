@@ -254,6 +254,29 @@ def test_a_sweep_with_a_failing_job_goes_on_and_ends_with_its_table(tmp_path):
     assert len(errors) == 1 and "data.batch_size=0" in errors[0], result.stderr[-3000:]
 
 
+@pytest.mark.slow
+def test_a_search_whose_every_trial_fails_ends_with_its_table(tmp_path):
+    # label smoothing above 1 makes the loss raise on the first step of every trial; no -m:
+    # a search is a sweep by itself
+    result = run_cli(["hparams_search=cifar_resnet", "hydra.sweeper.n_trials=2", *TINY,
+                      "module.label_smoothing=interval(1.5, 2.0)", "hydra.sweep.dir=search"],
+                     tmp_path, env=ENV)
+    assert "Record does not exist" not in result.stderr, result.stderr[-3000:]
+    assert "no trial of the search completed" in result.stderr
+    assert "2 jobs in" in result.stdout and result.stdout.count("failed") >= 2
+    assert [read.run_status(job) for job in read.find_runs(tmp_path / "search")] == [
+        "failed", "failed"]
+
+
+def test_a_sweep_into_a_folder_that_holds_one_is_refused(tmp_path):
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / runs.SWEEP_FILE).write_text("# an earlier sweep\n")
+    result = run_cli(["-m", *TINY, "seed=1,2", "hydra.sweep.dir=sweep"], tmp_path)
+    one_line_error(result, "hydra.sweep.dir=", "holds a sweep already")
+    assert (tmp_path / "sweep" / runs.SWEEP_FILE).read_text() == "# an earlier sweep\n"
+    assert [p.name for p in (tmp_path / "sweep").iterdir()] == [runs.SWEEP_FILE]
+
+
 def test_a_download_that_never_answers_says_so_and_gives_up(tmp_path, capsys):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

@@ -7,9 +7,6 @@ import json
 import pytest
 from conftest import run_cli, single_run_dir
 
-# one pytest-xdist worker for the whole file: its module fixture is made once (the default run)
-pytestmark = pytest.mark.xdist_group("test_cli")
-
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):

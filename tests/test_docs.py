@@ -45,9 +45,6 @@ import pytest
 import yaml
 from conftest import CONF, ONE_THREAD, ROOT
 
-# one pytest-xdist worker for the whole file: its module fixture is made once (the reader's folder)
-pytestmark = pytest.mark.xdist_group("test_docs")
-
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = "2026-01-01_12-00-00_resnet20_digits"  # the README's example name, as a run names itself
 SWEEP = "2026-01-01_12-00-00"

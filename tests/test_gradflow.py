@@ -21,9 +21,6 @@ from resnet_exp.callbacks.gradflow import GradientFlow, weight_layers
 from resnet_exp.module import Classifier
 from resnet_exp.runs import read
 
-# one pytest-xdist worker for the whole file: its module fixture is made once (the VGG38 twins)
-pytestmark = pytest.mark.xdist_group("test_gradflow")
-
 
 def hand_gradients(w1, w2, x, y):
     """Cross-entropy through two bias-free linear layers, by the chain rule in NumPy:

@@ -21,10 +21,6 @@ from omegaconf import OmegaConf
 from resnet_exp import report, runs
 from resnet_exp.runs import record
 
-# one pytest-xdist worker for the whole file: its module fixture is made once (the report's sweep
-# copy)
-pytestmark = pytest.mark.xdist_group("test_report")
-
 
 @pytest.fixture(scope="module")
 def sweep(smoke_sweep, tmp_path_factory):

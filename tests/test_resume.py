@@ -19,10 +19,6 @@ import signal_at
 import torch
 from conftest import ROOT, run_cli
 
-# one pytest-xdist worker for the whole file: its module fixture is made once (the twin run,
-# trained once in the background)
-pytestmark = pytest.mark.xdist_group("test_resume")
-
 # ResNet-20 on the digits with crop and flip, 3 epochs of 6 batches; the figure callbacks only
 # cost time here.
 EPOCHS, BATCHES = 3, 6

@@ -16,10 +16,6 @@ from urllib.parse import urlencode
 
 import pytest
 
-# one pytest-xdist worker for the whole file: its module fixture is made once (one TensorBoard
-# server)
-pytestmark = pytest.mark.xdist_group("test_tensorboard")
-
 TENSORBOARD = Path(sys.executable).with_name("tensorboard")
 
 

@@ -92,6 +92,7 @@ class ClaimOutputFolder(Callback):
         self._claim(config, config.hydra.run, "hydra.run.dir", RUN_FILE)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        HydraConfig.instance().set_config(config)  # `name` interpolates ${hydra:...}
         self._claim(config, config.hydra.sweep, "hydra.sweep.dir", SWEEP_FILE)
 
     @staticmethod
