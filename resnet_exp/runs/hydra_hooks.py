@@ -70,13 +70,15 @@ def claim(folder: Path, marker: str, explicit: bool, key: str) -> Path:
             return candidate
         except FileExistsError:
             if explicit:
-                what = ("a sweep already" if marker == SWEEP_FILE else
+                sweep = marker == SWEEP_FILE
+                what = ("a sweep already" if sweep else
                         f"a run already (status: {read.run_status(candidate) or 'unknown'})")
+                again = "the same sweep command with resume=true" if sweep else \
+                    f"resume={candidate}"
                 raise UserError(
-                    f"{key}={candidate} holds {what}: nothing there is "
-                    f"overwritten. To continue it: resume={candidate}; to start a new run, "
-                    f"choose another folder or leave {key} at its default") from None
-    raise AssertionError("unreachable")
+                    f"{key}={candidate} holds {what}: nothing there is overwritten. To continue "
+                    f"it: {again}; to start anew, choose another folder or leave {key} at its "
+                    "default") from None
 
 
 def _given(config: DictConfig, key: str) -> bool:
