@@ -16,8 +16,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from resnet_exp.config import CONF_DIR
+from resnet_exp.config import CONF_DIR, register_resolvers
 from resnet_exp.errors import UserError, report_error
+
+register_resolvers()  # here: a joblib or submitit worker imports this module to run a job
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

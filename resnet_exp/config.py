@@ -59,6 +59,32 @@ def overrides_dict(overrides: list[str]) -> dict[str, str]:
     return found
 
 
+JOB_FOLDER_CHARS = 100  # the overrides part of a sweep job's folder name, at most
+
+
+def job_folder(num: int, override_dirname: str) -> str:
+    """A sweep job's folder: its number and its overrides with each key cut to its last part,
+    so TensorBoard's run list says what each run is (resolver `job_folder`, conf/hydra/).
+
+    >>> job_folder(3, "model.residual=true,model=vgg08,optimizer.lr=0.1,seed=2")
+    '3_residual=true,model=vgg08,lr=0.1,seed=2'
+    """
+    items = []
+    for item in override_dirname.split(",") if override_dirname else []:
+        key, sep, value = item.partition("=")
+        items.append(f"{key.lstrip('+~').rsplit('.', 1)[-1]}{sep}{value}")
+    name = ",".join(items).replace("/", "_")[:JOB_FOLDER_CHARS]
+    return f"{num}_{name}" if name else str(num)
+
+
+def register_resolvers() -> None:
+    """The resolvers conf/ uses beyond Hydra's own; before any config is composed."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("job_folder"):
+        OmegaConf.register_new_resolver("job_folder", job_folder)
+
+
 def compose(overrides: list[str], output_dir: Path | None = None, with_hydra: bool = False):
     """The config `python -m resnet_exp OVERRIDES` would run. With `output_dir`, Hydra's node is
     kept and set as the current HydraConfig, so `${hydra:...}` resolves as in a run there;
@@ -72,6 +98,7 @@ def compose(overrides: list[str], output_dir: Path | None = None, with_hydra: bo
 
     from resnet_exp.errors import UserError
 
+    register_resolvers()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR),

@@ -1,19 +1,61 @@
-"""What a run prints: the resolved config as a tree at start, a summary table at the end."""
+"""What a run prints: its config at start, one line or bar per epoch, a summary table at the end.
+
+On a terminal the config is a tree and the tables fit the window. Piped to a file or a SLURM
+log, nothing is wrapped or cut: a table is as wide as its cells, a config line as long as it is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from resnet_exp.config import GROUPS
 
 console = Console()
+if not console.is_terminal:
+    # rich lays out for 80 columns where it cannot ask a terminal: cells would be cut ("resne…")
+    console = Console(width=100_000, soft_wrap=True)
 
+PRINT_CONFIG = ("auto", "full", "groups", "none")  # extras.print_config's values
+
+
+def quiet_known_warnings() -> None:
+    """Silence the third-party messages every run would print and no user can act on, each by
+    its exact message: Lightning's LeafSpec deprecation (its own code, torch 2.10+), its
+    cloud-service tips, its `weights_only` note on a SIGTERM checkpoint and its note that a new
+    MLflow experiment is made, Alembic's and MLflow's set-up lines when Optuna or MLflow opens
+    its database, matplotlib's layout notes on crowded report figures."""
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r".*constrained_layout.*", module="matplotlib")
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
+                 "pytorch_lightning.trainer.connectors.checkpoint_connector",
+                 "pytorch_lightning.loggers.mlflow"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _KnownNotes) for f in logger.filters):
+            logger.addFilter(_KnownNotes())
+    for name in ("alembic.runtime.migration", "alembic.runtime.plugins", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class _KnownNotes(logging.Filter):
+    NOTES = ("💡 Tip:", "`weights_only` was not set", "Experiment with name")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOTES)
+
+
+def _text(yaml: str):
+    if console.is_terminal:
+        return Syntax(yaml, "yaml", theme="ansi_dark", background_color="default")
+    return Text(yaml)  # Syntax pads every line to the console's width
 
 
 def config_tree(cfg: DictConfig) -> Tree:
@@ -27,12 +69,28 @@ def config_tree(cfg: DictConfig) -> Tree:
             text = OmegaConf.to_yaml(value, resolve=True)
         else:
             text = str(value)
-        branch.add(Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default"))
+        branch.add(_text(text.rstrip()))
     return tree
 
 
-def print_config(cfg: DictConfig) -> None:
-    console.print(config_tree(cfg))
+def choices_lines(choices: Mapping[str, object], overrides: Sequence[str]) -> str:
+    """The short form: the option of each group, then what the command line set."""
+    chosen = " ".join(f"{g}={choices[g]}" for g in GROUPS if choices.get(g) is not None)
+    given = " ".join(overrides) or "(none)"
+    return f"config: {chosen}\noverrides: {given}"
+
+
+def print_config(cfg: DictConfig, mode: str, choices: Mapping[str, object],
+                 overrides: Sequence[str], sweep_job: bool) -> None:
+    """`extras.print_config`: full (the resolved tree), groups (choices and overrides), none;
+    auto: full for a run, groups for each job of a sweep (a tree per job buried a 4-job
+    sweep's results under 600 lines of config)."""
+    if mode == "auto":
+        mode = "groups" if sweep_job else "full"
+    if mode == "full":
+        console.print(config_tree(cfg))
+    elif mode == "groups":
+        console.print(choices_lines(choices, overrides), markup=False, highlight=False)
 
 
 def _fmt(value) -> str:
@@ -43,8 +101,8 @@ def _fmt(value) -> str:
 
 def summary_table(title: str, rows: Mapping[str, object]) -> Table:
     table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
     for key, value in rows.items():
         table.add_row(key, _fmt(value))
     return table

@@ -25,10 +25,14 @@ def report_error(error: UserError | str) -> int:
 
 
 def command(main: Callable[..., int]) -> Callable[..., int]:
-    """A command line's `main(argv) -> status`, with a UserError reported as one line, status 2."""
+    """A command line's `main(argv) -> status`, with a UserError reported as one line, status 2,
+    and the third-party notes no user can act on kept off the console (console.py)."""
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs) -> int:
+        from resnet_exp.console import quiet_known_warnings
+
+        quiet_known_warnings()
         try:
             return main(*args, **kwargs)
         except UserError as e:

@@ -10,6 +10,8 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from resnet_exp.speed import channels_last_pays
+
 STAGES = ("train", "val", "test")
 
 
@@ -76,15 +78,17 @@ class Classifier(pl.LightningModule):
         scheduler: dict | None = None,
         label_smoothing: float = 0.0,
         weight_decay_bn_bias: bool = True,
-        channels_last: bool = False,
+        channels_last: bool | str = "auto",
         compile: bool | str = False,
     ) -> None:
         super().__init__()
         self.model = model
-        # channels_last and compile: speed options, measured in resnet_exp/speed.py's docstring
+        # channels_last and compile: speed options, measured in resnet_exp/speed.py's docstring;
+        # "auto" is decided in setup, once the device and precision are known
         self.channels_last = channels_last
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
+        self.nhwc = False
+        if channels_last is True:
+            self.use_channels_last(torch.device("cpu"), "32-true")
         if compile:
             # in place: the state dict keeps its keys, so checkpoints load with or without it
             model.compile(**({"mode": compile} if isinstance(compile, str) else {}))
@@ -119,9 +123,23 @@ class Classifier(pl.LightningModule):
         self.losses = nn.ModuleDict({f"{s}_loss": MeanMetric(nan_strategy="disable")
                                      for s in STAGES})
         self._resumed_sums: dict | None = None  # from a checkpoint, until the next batch starts
+        self._train_epoch_state = "running"  # then "done" (last batch), "logged" (see below)
+
+    def use_channels_last(self, device: torch.device, precision: str) -> bool:
+        """Resolve `channels_last` for this device and precision (speed.channels_last_pays) and
+        lay the weights out so; whether NHWC is used."""
+        self.nhwc = (self.channels_last is True or self.channels_last == "auto"
+                     and channels_last_pays(device, precision))
+        if self.nhwc:
+            self.model.to(memory_format=torch.channels_last)
+        return self.nhwc
+
+    def setup(self, stage: str) -> None:
+        if self.channels_last == "auto":
+            self.use_channels_last(self.trainer.strategy.root_device, str(self.trainer.precision))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and x.dim() == 4:
+        if self.nhwc and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
@@ -154,14 +172,35 @@ class Classifier(pl.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         prefix = self.test_prefix if stage == "test" else stage
-        # the names a loss logged on step and epoch gets: train/loss_epoch, val/loss, test/loss
-        loss = "loss_epoch" if stage == "train" else "loss"
-        self.log(f"{prefix}/{loss}", self.losses[f"{stage}_loss"], prog_bar=True)
+        # train/loss, val/loss, test/loss: one name per stage (runs before 2026-11 logged the
+        # train epoch loss as train/loss_epoch; runs/compare.py reads both)
+        self.log(f"{prefix}/loss", self.losses[f"{stage}_loss"], prog_bar=True)
         for name, metric in self.metrics[f"{stage}_metrics"].items():
             self.log(f"{prefix}/{name}", metric, prog_bar=name == "acc")
 
+    # -- the train epoch's numbers, logged before its validation ---------------------------------
+    # Lightning validates after the epoch's last batch and calls on_train_epoch_end after that:
+    # logged there, the train numbers reach the progress bar one epoch late (beside "Epoch N"
+    # it would show epoch N-1's, and never the last epoch's). They are logged as validation
+    # starts instead, once the epoch's batches are all done; on_train_epoch_end logs them when
+    # no validation ran.
+
+    def on_train_epoch_start(self) -> None:
+        self._train_epoch_state = "running"
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if batch_idx + 1 >= self.trainer.num_training_batches:
+            self._train_epoch_state = "done"
+
+    def on_validation_epoch_start(self) -> None:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking \
+                and self._train_epoch_state == "done":
+            self._log_epoch("train")
+            self._train_epoch_state = "logged"
+
     def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
+        if self._train_epoch_state != "logged":
+            self._log_epoch("train")
 
     # -- the epoch in progress, carried by a checkpoint written mid-epoch (on SIGTERM) ----------
 
@@ -169,7 +208,7 @@ class Classifier(pl.LightningModule):
         return {"loss": self.losses["train_loss"], **self.metrics["train_metrics"]}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # the partial sums of train/loss_epoch and train/acc; torchmetrics keeps them out of
+        # the partial sums of train/loss and train/acc; torchmetrics keeps them out of
         # state_dict, which also serves evaluation and fine-tuning
         checkpoint["train_epoch_sums"] = {
             name: dict(metric.metric_state) for name, metric in self._train_accumulators().items()
@@ -210,8 +249,11 @@ class Classifier(pl.LightningModule):
         optimizer = self.optimizer(parameter_groups(self.model, self.weight_decay_bn_bias))
         for group in optimizer.param_groups:  # before the scheduler records its initial_lr
             group["lr"] *= group.get("lr_scale", 1.0)
-        if not self.scheduler or self.scheduler.get("scheduler") is None:
-            return optimizer
-        lr_scheduler = dict(self.scheduler)
-        lr_scheduler["scheduler"] = lr_scheduler["scheduler"](optimizer)
+        lr_scheduler = {"interval": "epoch", **(self.scheduler or {})}
+        make = lr_scheduler.get("scheduler")
+        # A constant rate is a scheduler too: LearningRateMonitor then logs it as "lr" (the
+        # name every schedule option sets) rather than "lr-<optimizer class>".
+        lr_scheduler["scheduler"] = (make(optimizer) if make is not None else
+                                     torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0, 0))
+        lr_scheduler.setdefault("name", "lr")
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}

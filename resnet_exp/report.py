@@ -221,11 +221,26 @@ def print_table(configs, common, metrics) -> None:
         console.print(rest)
 
 
+def with_tags(runs: list, tags: list[str]) -> list:
+    """The runs whose `tags=[...]` hold every one of `tags`."""
+    kept = [r for r in runs if set(tags) <= set(map(str, r.config.get("tags") or []))]
+    if not kept:
+        seen = sorted({str(t) for r in runs for t in r.config.get("tags") or []})
+        raise UserError(f"--tag {' --tag '.join(tags)}: no run has "
+                        f"{'them' if len(tags) > 1 else 'it'}; the runs' tags are "
+                        f"{', '.join(seen) or '(none)'}")
+    return kept
+
+
 def report(patterns: list[str], out: Path | None = None, metrics: list[str] | None = None,
-           figures: bool = True, argv: list[str] | None = None) -> Path:
-    """Table, files and figures of the runs under `patterns`, into `out`. The folder appears
-    only once everything in it is written: a failed report leaves none behind."""
+           figures: bool = True, argv: list[str] | None = None,
+           tags: list[str] | None = None) -> Path:
+    """Table, files and figures of the runs under `patterns` (those with every tag in `tags`),
+    into `out`. The folder appears only once everything in it is written: a failed report
+    leaves none behind."""
     all_runs = [read_run(p) for p in read.collect(patterns)]
+    if tags:
+        all_runs = with_tags(all_runs, tags)
     configs, common = group(all_runs)
     present = {k for r in all_runs for k in r.metrics}
     if metrics:
@@ -265,11 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", action="append", dest="metrics", metavar="NAME",
                         help=f"a metrics.json key to tabulate, repeatable; the first is plotted "
                              f"(default: {', '.join(DEFAULT_METRICS)})")
+    parser.add_argument("--tag", action="append", dest="tags", metavar="TAG",
+                        help="only the runs started with this tag (tags=[...]), repeatable")
     parser.add_argument("--no-figures", action="store_true",
                         help="tables only (skips reading the TensorBoard event files)")
     args = parser.parse_args(argv)
     out = report(args.paths, args.out, args.metrics, not args.no_figures,
-                 argv if argv is not None else sys.argv[1:])
+                 argv if argv is not None else sys.argv[1:], args.tags)
     from resnet_exp.console import console
 
     console.print(f"report: {out / 'report.md'}")

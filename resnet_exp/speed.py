@@ -4,7 +4,8 @@ Each option is one config key; `make bench` (scripts/bench.py) measures each, an
 with their machine and command, are in docs/speed.md.
 
 - `module.channels_last`: NHWC weights and inputs, the layout oneDNN and cuDNN's tensor-core
-  convolutions prefer.
+  convolutions prefer. `auto` (the default): on where it was measured to pay, see
+  `channels_last_pays`.
 - `module.compile`: `torch.compile` of the network (false, true or a mode such as
   "max-autotune"). A run records its compile time as `time/compile_s`.
 - `trainer.precision`: Lightning's key ("32-true", "bf16-mixed", "16-mixed"). Whether bf16 is fast
@@ -26,6 +27,15 @@ import torch
 
 # Lightning's precision names for the half types; anything else runs in fp32 or fp64.
 HALF_TYPES = {"bf16": torch.bfloat16, "16": torch.float16}
+
+
+def channels_last_pays(device: torch.device, precision: str) -> bool:
+    """Whether NHWC speeds training up here: on a CPU (oneDNN's convolutions; measured in
+    docs/speed.md#channels-last), and on a GPU with a half type (cuDNN's tensor-core kernels are
+    NHWC; in fp32 PyTorch's own guide expects little gain, and it was not measured here)."""
+    if device.type == "cpu":
+        return True
+    return device.type == "cuda" and str(precision).split("-")[0] in HALF_TYPES
 
 
 class SlowPrecisionWarning(UserWarning):

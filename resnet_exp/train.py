@@ -16,15 +16,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 
-from resnet_exp import checkpoints, console, distributed, speed
+from resnet_exp import checkpoints, console, cpu_threads, distributed, speed
 from resnet_exp.callbacks import ModelCheckpoint
-from resnet_exp.config import GROUPS, override_key
+from resnet_exp.config import override_key
 from resnet_exp.errors import UserError
+from resnet_exp.loggers import record_final as record_in_mlflow
 from resnet_exp.module import count_parameters, epoch_metrics
-from resnet_exp.runs import read, resume
+from resnet_exp.runs import hparams, read, resume
 from resnet_exp.runs.record import RunRecord, lock
 
 
@@ -100,27 +101,20 @@ def assemble(cfg: DictConfig, resume_from: Path | None = None, testing: bool = F
     module = build(cfg.module, "module", model=model, optimizer=optimizer,
                    scheduler=build(cfg.scheduler, "scheduler", _convert_="all"))
     callbacks = [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks = [c for c in callbacks if c is not None]  # a builder's "off" (early_stopping)
     if testing:
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+    if not cfg.module.get("compile"):  # a compiled model would compile for the summary alone
+        # the model summary's FLOPs and in/out sizes, from one image
+        module.example_input_array = torch.zeros(1, cfg.data.in_channels, cfg.data.image_size,
+                                                 cfg.data.image_size)
     purge_step = checkpoints.resume_step(module, resume_from) if cfg.get("resume") else None
-    loggers = [build(lg, "logger", **resume.logger_kwargs(lg, purge_step))
+    run_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    loggers = [build(lg, "logger", **resume.logger_kwargs(lg, purge_step, run_dir))
                for lg in (cfg.get("logger") or {}).values() if lg]
     trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *extra_callbacks],
                     logger=loggers or False)
     return Parts(datamodule, model, module, callbacks, loggers, trainer)
-
-
-def hparams(cfg: DictConfig, choices: dict) -> dict:
-    """What TensorBoard's HPARAMS tab compares: the group choices and the scalar settings."""
-    flat = {f"choice/{g}": str(choices[g]) for g in GROUPS if choices.get(g) is not None}
-    flat.update({"seed": cfg.seed, "deterministic": cfg.deterministic})
-    for group in ("model", "data", "augmentation", "optimizer", "module"):
-        node = OmegaConf.to_container(cfg[group], resolve=True) if cfg.get(group) else {}
-        for key, value in (node or {}).items():
-            if isinstance(value, (int, float, str, bool)) and not key.startswith("_"):
-                flat[f"{group}/{key}"] = value
-    flat["trainer/max_epochs"] = cfg.trainer.get("max_epochs")
-    return flat
 
 
 def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None = None) -> dict:
@@ -153,10 +147,37 @@ def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None
     return {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
 
 
+def record_in_loggers(trainer: pl.Trainer, cfg: DictConfig, choices: dict, overrides,
+                      settings_extra: dict, metrics: dict, run_dir: Path) -> None:
+    """The run's settings and results, for each logger to compare runs by (HPARAMS)."""
+    params = hparams.settings(cfg, choices, overrides) | settings_extra
+    # the results not logged as scalars during the run
+    final = {k: metrics[k] for k in (f"{cfg.monitor}_best", "time/total_s", "time/compile_s")
+             if k in metrics}
+    for logger in trainer.loggers:
+        logger.log_metrics(final, step=trainer.global_step)
+        if isinstance(logger, TensorBoardLogger):
+            hparams.write(logger, params, hparams.first_settings(overrides),
+                          hparams.result_tags(metrics, cfg.monitor))
+        elif isinstance(logger, MLFlowLogger):
+            record_in_mlflow(logger, params, metrics, run_dir)
+        else:
+            logger.log_hyperparams(params)
+        logger.save()
+
+
 def check_run_settings(cfg: DictConfig) -> None:
     """The top-level keys a run needs before anything is built."""
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise UserError(f"seed={cfg.seed!r}: the seed must be an integer, e.g. seed=1")
+    threads = cfg.get("cpu_threads", "auto")
+    if threads != "auto" and (not isinstance(threads, int) or isinstance(threads, bool)
+                              or threads < 1):
+        raise UserError(f"cpu_threads={threads}: give a number of threads >= 1, or auto")
+    printed = cfg.get("extras", {}).get("print_config", "auto")
+    if printed not in console.PRINT_CONFIG:
+        raise UserError(f"extras.print_config={printed}: choose one of "
+                        f"{', '.join(console.PRINT_CONFIG)}")
     trainer = cfg.trainer
     if trainer.get("max_epochs") == 0 or trainer.get("max_steps") == 0:
         raise UserError(
@@ -170,6 +191,7 @@ def train(cfg: DictConfig) -> dict:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     choices = dict(hydra_cfg.runtime.choices)
     rank_zero = distributed.is_rank_zero()  # DDP: every rank runs this; rank 0 alone writes
+    console.quiet_known_warnings()
     check_run_settings(cfg)
     with lock(run_dir, write=rank_zero):
         return _train(cfg, run_dir, choices, rank_zero)
@@ -183,16 +205,21 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
             return resume.finished(run_dir)  # its metrics and checkpoints stay as they are
         # last.ckpt, or None: start in the same folder
         resume_from = resume.prepare(run_dir) if rank_zero else read.last_checkpoint(run_dir)
+    threads = cpu_threads.apply(cfg.get("cpu_threads", "auto"))
     record = RunRecord(run_dir, write=rank_zero)
     record.start(seed=cfg.seed, extra={"name": cfg.name, "tags": list(cfg.tags),
-                                        "overrides": list(hydra_cfg.overrides.task)})
+                                        "overrides": list(hydra_cfg.overrides.task), **threads})
     if rank_zero:
-        console.print_config(cfg)
+        console.print_config(cfg, cfg.extras.print_config if "extras" in cfg else "auto", choices,
+                             hydra_cfg.overrides.task, hydra_cfg.mode == RunMode.MULTIRUN)
     started = time.perf_counter()
     with record.recording():
         parts = assemble(cfg, resume_from=resume_from)
         trainer, module, model = parts.trainer, parts.module, parts.model
         distributed.check_launch(trainer, multirun=hydra_cfg.mode == RunMode.MULTIRUN)
+        for logger in parts.loggers:  # resume= continues the same MLflow run
+            if isinstance(logger, MLFlowLogger) and rank_zero:
+                record.update(mlflow_run_id=logger.run_id)
         scale = distributed.batch_scale(trainer, cfg.data.batch_size)
         record.update(**scale)
         speed.check_precision(trainer.precision, trainer.strategy.root_device)
@@ -203,16 +230,10 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
         metrics["time/total_s"] = time.perf_counter() - started
         if compiled is not None:  # torch.compile's own time, part of time/total_s
             metrics["time/compile_s"] = speed.compile_seconds() - compiled
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                # Own namespace: TensorBoard would otherwise draw the final values as extra
-                # points at step 0 of the test/* curves.
-                logger.log_hyperparams(hparams(cfg, choices) | count_parameters(model)
-                                       | {f"scale/{k}": v for k, v in scale.items()},
-                                       metrics={f"hparams/{k}": v for k, v in metrics.items()})
-            else:
-                logger.log_hyperparams(hparams(cfg, choices))
-            logger.save()
+        record_in_loggers(trainer, cfg, choices, hydra_cfg.overrides.task,
+                          settings_extra=count_parameters(model)
+                          | {f"scale/{k}": v for k, v in scale.items()}, metrics=metrics,
+                          run_dir=run_dir)
         for callback in trainer.callbacks:  # nested results (perclass.py), after the flat hparams
             metrics.update(getattr(callback, "run_metrics", None) or {})
         record.finish(metrics)

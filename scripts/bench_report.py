@@ -49,7 +49,7 @@ def make_run(folder: Path, depth: int, residual: str, seed: int, epochs: int, st
                     flow.add_scalar(f"gradient_flow/mean_abs/{i:03d}_layer", 1e-3, step)
                     flow.add_scalar(f"gradient_flow/l2_norm/{i:03d}_layer", 1e-2, step)
         end = (epoch + 1) * steps - 1
-        for tag in ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "epoch"):
+        for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "epoch"):
             writer.add_scalar(tag, acc * (epoch + 1) / epochs, end)
     writer.close()
     flow.close()

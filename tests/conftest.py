@@ -85,6 +85,7 @@ def smoke_sweep(tmp_path_factory) -> Path:
         result = run_cli([*SMOKE_SWEEP, "hydra.sweep.dir=sweep"], cwd, timeout=600,
                          env=ONE_THREAD)
         assert result.returncode == 0, result.stderr[-3000:]
+        (cwd / "sweep.stdout").write_text(result.stdout)
 
     return made_once(tmp_path_factory, "smoke_sweep", sweep) / "sweep"
 
@@ -113,6 +114,18 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None =
         env={**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **ONE_THREAD,
              **(env or {})},
     )
+
+
+def job_dir(sweep: Path, num: int) -> Path:
+    """Job `num`'s folder in a sweep: `<num>_<overrides>` (conf/hydra/default.yaml)."""
+    (folder,) = [p for p in sweep.iterdir() if p.is_dir() and p.name.split("_")[0] == str(num)]
+    return folder
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    """A sweep's job folders, in job order."""
+    jobs = [p for p in sweep.iterdir() if p.is_dir() and p.name.split("_")[0].isdigit()]
+    return sorted(jobs, key=lambda p: int(p.name.split("_")[0]))
 
 
 def single_run_dir(cwd: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli, single_run_dir
+from conftest import job_dirs, run_cli, single_run_dir
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +47,33 @@ def test_default_run_leaves_a_self_describing_folder(default_run):
 
 
 @pytest.mark.slow
+def test_a_piped_run_prints_its_config_a_line_per_epoch_and_no_third_party_noise(default_run):
+    """What a user sees in a log file: no warning they cannot act on, no live-bar redraws, each
+    epoch once with its own numbers (the last one included), the model's FLOPs counted."""
+    result, run = default_run
+    for noise in ("LeafSpec", "log_every_n_steps", "Tip:", "weights_only", "Warning"):
+        assert noise not in result.stderr, (noise, result.stderr[-2000:])
+    epochs = json.loads((run / "metrics.json").read_text())["epochs"]
+    lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == [f"{e}/{epochs}" for e in range(1, epochs + 1)]
+    final = json.loads((run / "metrics.json").read_text())
+    last = dict(zip(lines[-1].split()[2::2], lines[-1].split()[3::2], strict=False))
+    assert float(last["train/acc"]) == pytest.approx(final["final/train/acc"], abs=1e-4)
+    assert float(last["val/acc"]) == pytest.approx(final["final/val/acc"], abs=1e-4)
+    assert "Epoch 0/" not in result.stdout and "━━━━ " not in result.stdout
+    flops = [line for line in result.stdout.splitlines() if "Total Flops" in line]
+    assert flops and not flops[0].strip().startswith("0 "), flops
+
+
+@pytest.mark.slow
 def test_tensorboard_has_scalars_and_hparams(default_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, run = default_run
     events = EventAccumulator(str(run / "tensorboard")).Reload()
     scalars = set(events.Tags()["scalars"])
-    for tag in ("train/loss_epoch", "train/acc", "val/acc", "val/loss", "test/acc",
-                "test_last/acc", "lr-SGD", "time/images_per_s", "time/epoch_s"):
+    for tag in ("train/loss", "train/acc", "val/acc", "val/loss", "test/acc",
+                "test_last/acc", "lr", "time/images_per_s", "time/epoch_s"):
         assert tag in scalars, (tag, sorted(scalars))
     assert "_hparams_/session_start_info" in events.summary_metadata
 
@@ -68,9 +87,23 @@ def test_help_lists_groups_and_examples(tmp_path):
 
 
 @pytest.mark.slow
+def test_each_job_of_a_sweep_prints_its_groups_and_overrides_not_the_whole_tree(smoke_sweep):
+    out = (smoke_sweep.parent / "sweep.stdout").read_text()
+    assert "├── " not in out  # no config tree
+    overrides = [line for line in out.splitlines() if line.startswith("overrides: ")]
+    assert len(overrides) == 4 and len(set(overrides)) == 4, overrides
+    assert all("model.residual=" in line and "seed=" in line for line in overrides)
+    configs = [line for line in out.splitlines() if line.startswith("config: ")]
+    assert len(configs) == 4 and all(" model=vgg08 " in line for line in configs), configs
+
+
+@pytest.mark.slow
 def test_sweep_makes_one_folder_per_job(smoke_sweep):
-    jobs = sorted(p for p in smoke_sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    jobs = job_dirs(smoke_sweep)
+    # named by job number and overrides, each key cut to its last part (TensorBoard's run list)
+    assert [p.name for p in jobs] == [
+        f"{i}_callbacks=study,residual={r},model=vgg08,seed={s},trainer=smoke"
+        for i, (r, s) in enumerate([("False", 1), ("False", 2), ("True", 1), ("True", 2)])]
     seen = set()
     for job in jobs:
         assert json.loads((job / "run.json").read_text())["status"] == "finished"
@@ -88,8 +121,9 @@ def test_sweep_makes_one_folder_per_job(smoke_sweep):
         (["foo=1"], ["foo"]),
         (["optimizer.lr=abc"], ["optimizer", "optimizer.lr=abc"]),
         (["model.in_channels=3"], ["cannot take", "1x8x8"]),
+        (["extras.print_config=tree"], ["extras.print_config=tree", "full, groups, none"]),
     ],
-    ids=["unknown-option", "unknown-key", "wrong-type", "wrong-input-shape"],
+    ids=["unknown-option", "unknown-key", "wrong-type", "wrong-input-shape", "print-config"],
 )
 def test_bad_input_gives_a_short_message(tmp_path, args, expected):
     result = run_cli([*args, "trainer=smoke"], tmp_path)
@@ -109,3 +143,25 @@ def test_missing_dataset_says_where_and_how_and_never_looks_finished(tmp_path):
     run = single_run_dir(tmp_path)
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     assert not (run / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_early_stopping_is_off_by_default_and_stops_a_run_that_stopped_improving(tmp_path):
+    # an improvement must be over 0.5 of accuracy: after the first validation none is
+    result = run_cli(["trainer=smoke", "trainer.max_epochs=6", "name=stopped",
+                      "callbacks.early_stopping.patience=2",
+                      "callbacks.early_stopping.min_delta=0.5"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((single_run_dir(tmp_path) / "metrics.json").read_text())
+    assert metrics["epochs"] == 3  # the first epoch, then 2 without improvement
+    assert "test/acc" in metrics  # the final test ran as always
+
+
+@pytest.mark.slow
+def test_debug_runs_go_to_their_own_folder_and_the_profiler_prints_its_report(tmp_path):
+    result = run_cli(["debug=profiler", "trainer=smoke"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (tmp_path / "outputs" / "debug").iterdir()
+    assert not (tmp_path / "outputs" / "runs").exists()
+    assert "Profiler Report" in result.stdout and "run_training_epoch" in result.stdout
+    assert (run / "fit-profile.txt").is_file()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import run_cli
+from conftest import job_dirs, run_cli
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
@@ -96,7 +96,7 @@ def vgg_twins(tmp_path_factory):
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (cwd / "outputs" / "multirun").iterdir()
     return {json.loads((job / "run.json").read_text())["overrides"][0]: job
-            for job in sweep.iterdir() if job.is_dir() and job.name.isdigit()}
+            for job in job_dirs(sweep)}
 
 
 @pytest.mark.slow

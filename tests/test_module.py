@@ -53,5 +53,51 @@ def test_scheduler_dict_is_completed_with_the_optimizer():
     assert isinstance(config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)
     assert config["lr_scheduler"]["interval"] == "step"
     assert config["lr_scheduler"]["scheduler"].optimizer is config["optimizer"]
-    module.scheduler = {"scheduler": None, "interval": "epoch"}
-    assert isinstance(module.configure_optimizers(), torch.optim.SGD)
+    assert config["lr_scheduler"]["name"] == "lr"  # LearningRateMonitor's tag
+
+
+def test_a_constant_rate_keeps_the_rate_and_is_logged_as_lr_whatever_the_optimizer():
+    for optimizer in (torch.optim.SGD, torch.optim.Adam):
+        module = Classifier(small_net(), 3, optimizer=functools.partial(optimizer, lr=0.1),
+                            scheduler={"scheduler": None, "interval": "epoch"})
+        config = module.configure_optimizers()
+        assert config["lr_scheduler"]["name"] == "lr"
+        for _ in range(3):
+            config["lr_scheduler"]["scheduler"].step()
+        assert config["optimizer"].param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_the_progress_bar_shows_each_epochs_own_train_numbers(tmp_path):
+    """Beside "Epoch N" the bar must show epoch N's train loss and accuracy, as logged: Lightning
+    refreshes the bar when validation ends and at the train epoch's end, before the module's
+    on_train_epoch_end hook, so numbers logged in that hook appeared one epoch late."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import CSVLogger
+
+    class Shown(pl.Callback):
+        def __init__(self):
+            self.shown = []
+
+        def on_train_epoch_end(self, trainer, pl_module):  # the bar's last refresh of the epoch
+            self.shown.append({k: float(v) for k, v in trainer.progress_bar_metrics.items()
+                               if k.startswith("train/")})
+
+    torch.manual_seed(0)
+    x, y = torch.randn(48, 8), torch.randint(0, 3, (48,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    net = nn.Sequential(nn.Linear(8, 3))
+    module = Classifier(net, 3, optimizer=functools.partial(torch.optim.SGD, lr=0.5))
+    shown = Shown()
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", callbacks=[shown],
+                         logger=CSVLogger(tmp_path, name="", version=""), num_sanity_val_steps=0,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, log_every_n_steps=1)
+    trainer.fit(module, loader, loader)
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    logged = [{k: float(r[k]) for k in ("train/loss", "train/acc")}
+              for r in rows if r.get("train/acc")]
+    assert len(logged) == 3
+    assert [{k: s[k] for k in ("train/loss", "train/acc")} for s in shown.shown] == \
+        [pytest.approx(epoch) for epoch in logged]
+    assert len({e["train/loss"] for e in logged}) == 3  # three different epochs, not one value

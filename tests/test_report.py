@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, job_dir, job_dirs
 from omegaconf import OmegaConf
 
 from resnet_exp import report, runs
@@ -30,7 +30,7 @@ def sweep(smoke_sweep, tmp_path_factory):
     folder = cwd / "sweep"
     shutil.copytree(smoke_sweep, folder)
     failed = folder / "4"
-    shutil.copytree(folder / "0", failed)
+    shutil.copytree(job_dir(folder, 0), failed)
     (failed / runs.METRICS_FILE).unlink()
     info = json.loads((failed / runs.RUN_FILE).read_text())
     info.update(status="failed", error="RuntimeError: CUDA out of memory")
@@ -54,7 +54,7 @@ def test_report_over_real_runs(sweep):
     assert "2 configurations" in result.stdout and "Runs not averaged" in result.stdout
 
     expected: dict[str, list[float]] = {}
-    for job in sorted(p for p in folder.iterdir() if p.name in "0123"):
+    for job in job_dirs(folder)[:4]:
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
         residual = next(o.split("=")[1].lower() for o in overrides if "model.residual" in o)
         metrics = json.loads((job / runs.METRICS_FILE).read_text())
@@ -180,3 +180,27 @@ def test_transfer_runs_get_their_bars(tmp_path, compose_cfg):
     assert [r["model.mode"] for r in read_csv(out / "report.csv")] == [
         "scratch", "feature_extract", "finetune"]
     assert (out / "transfer.png").stat().st_size > 10_000
+
+
+def test_tag_keeps_the_runs_started_with_it_and_debug_runs_stay_out(tmp_path, compose_cfg):
+    config = OmegaConf.to_container(compose_cfg("model=vgg"), resolve=False)
+    config.pop("hydra")
+    outputs = tmp_path / "outputs"
+    for i, (tags, acc) in enumerate([(["baseline"], 0.5), (["baseline", "lr"], 0.6), ([], 0.7)]):
+        fake_run(outputs / "runs" / str(i), config | {"tags": tags}, [f"seed={i}"], "finished",
+                 {"test/acc": acc})
+    fake_run(outputs / runs.DEBUG_DIR / "x", config, ["seed=9"], "finished", {"test/acc": 0.1})
+
+    def accuracies(out: Path) -> list[float]:
+        return sorted(float(r["test/acc mean"]) for r in read_csv(out / "report.csv"))
+
+    everything = report.report([str(outputs)], tmp_path / "all", figures=False)
+    assert sum(int(r["n"]) for r in read_csv(everything / "report.csv")) == 3  # no debug run
+    tagged = report.report([str(outputs)], tmp_path / "b", figures=False, tags=["baseline"])
+    assert sum(int(r["n"]) for r in read_csv(tagged / "report.csv")) == 2
+    both = report.report([str(outputs)], tmp_path / "c", figures=False, tags=["baseline", "lr"])
+    assert accuracies(both) == [0.6]
+    with pytest.raises(report.UserError, match="the runs' tags are baseline, lr"):
+        report.report([str(outputs)], tmp_path / "d", figures=False, tags=["nope"])
+    debug = report.report([str(outputs / runs.DEBUG_DIR)], tmp_path / "e", figures=False)
+    assert accuracies(debug) == [0.1]

@@ -53,7 +53,10 @@ def test_a_reproduction_matches_exactly_and_says_what_it_reproduces(original, tm
     old, new = (json.loads((r / "metrics.json").read_text()) for r in (original, run))
     assert {k: v for k, v in new.items() if not k.startswith("time/")} == {
         k: v for k, v in old.items() if not k.startswith("time/")}
-    assert read.read_overrides(run) == read.read_overrides(original)
+    # the same overrides, and the original's CPU thread count pinned: the same float sums
+    threads = json.loads((original / "run.json").read_text())["cpu_threads"]
+    assert read.read_overrides(run) == [*read.read_overrides(original), f"cpu_threads={threads}"]
+    assert info["cpu_threads"] == threads
 
 
 @pytest.mark.slow

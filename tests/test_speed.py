@@ -55,6 +55,27 @@ def test_channels_last_gives_the_same_logits_and_gradients():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize(("device", "precision", "pays"), [
+    ("cpu", "32-true", True), ("cpu", "bf16-mixed", True), ("cuda", "32-true", False),
+    ("cuda", "bf16-mixed", True), ("cuda", "16-mixed", True), ("mps", "32-true", False)])
+def test_channels_last_auto_is_on_where_it_pays(device, precision, pays):
+    assert speed.channels_last_pays(torch.device(device), precision) is pays
+
+
+def test_channels_last_auto_is_decided_when_training_starts_on_the_device():
+    import pytorch_lightning as pl
+
+    x, y = torch.randn(8, 3, 12, 12), torch.arange(8) % 10
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
+    for setting, nhwc in (("auto", True), (False, False)):
+        module = classifier(small_net(), channels_last=setting)
+        assert not module.nhwc  # nothing known yet: no device
+        pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False).fit(module, loader)
+        assert module.nhwc is nhwc
+        assert module.model[0].weight.is_contiguous(memory_format=torch.channels_last) is nhwc
+
+
 @pytest.mark.slow
 def test_compile_gives_the_same_logits_and_keeps_checkpoint_keys():
     x = torch.randn(6, 3, 12, 12)

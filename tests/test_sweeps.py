@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from conftest import ROOT, run_cli
+from conftest import ROOT, job_dir, run_cli
 from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler
 
@@ -102,7 +102,7 @@ def test_joblib_runs_two_jobs_at_once_with_one_thread_share_each(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(meeting.iterdir())) == 2  # two worker processes, training at the same time
     sweep = sweep_dir(tmp_path)
-    assert [p.name for p in read.find_runs(sweep)] == ["0", "1"]
+    assert [p.name.split("_")[0] for p in read.find_runs(sweep)] == ["0", "1"]
     first, second = job_info(sweep)
     assert first["status"] == second["status"] == "finished"
     assert (first["seed"], second["seed"]) == (1, 2)
@@ -174,8 +174,11 @@ def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path):
                       f"hydra.sweeper.storage={storage}", "hydra.sweep.dir=outputs/continued"],
                      tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(optuna.load_study(study_name="cifar_resnet", storage=storage).trials) == 4
-    assert read.run_status(tmp_path / "outputs" / "continued" / "0") == "finished"
+    trials = optuna.load_study(study_name="cifar_resnet", storage=storage).trials
+    assert len(trials) == 4
+    # a new point: the continued sampler is not reseeded into the first sweep's draws
+    assert trials[3].params not in [t.params for t in trials[:3]]
+    assert read.run_status(job_dir(tmp_path / "outputs" / "continued", 0)) == "finished"
 
 
 class RankProbe(pl.Callback):

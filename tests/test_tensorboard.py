@@ -78,7 +78,7 @@ def post(url: str, path: str, body: dict) -> dict:
 def test_scalars_are_served_with_the_values_of_metrics_json(server):
     url, name, run = server
     tags = get(url, "/data/plugin/scalars/tags")
-    for tag in ("train/loss_epoch", "train/acc", "val/acc", "val/loss", "test/acc",
+    for tag in ("train/loss", "train/acc", "val/acc", "val/loss", "test/acc",
                 "test_last/acc", "time/epoch_s"):
         assert tag in tags[name], (tag, sorted(tags[name]))
     metrics = json.loads((run / "metrics.json").read_text())
@@ -108,20 +108,37 @@ def test_images_are_served_as_pngs(server):
 
 
 @pytest.mark.slow
-def test_hparams_entry_names_the_choices_and_the_final_metrics(server):
+def test_hparams_entry_names_the_choices_and_the_final_metrics_key_ones_first(server):
     url, _, run = server
     experiment = post(url, "/data/plugin/hparams/experiment", {"experimentName": ""})
-    hparams = {h["name"] for h in experiment["hparamInfos"]}
-    assert {"choice/model", "choice/data", "seed", "optimizer/lr"} <= hparams, sorted(hparams)
-    metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"hparams/test/acc", "hparams/val/acc_best", "hparams/params/total"} <= metrics
+    hparams = [h["name"] for h in experiment["hparamInfos"]]
+    assert {"choice/model", "choice/data", "seed", "optimizer/lr"} <= set(hparams), hparams
+    # TensorBoard shows the first columns: what the command line set (SMOKE_RUN), and the seed
+    set_here = {"choice/trainer", "trainer/max_epochs", "deterministic", "choice/callbacks", "seed"}
+    assert set(hparams[:len(set_here)]) == set_here, hparams
+    assert not any(h.startswith("hydra/") or h == "choice/experiment" for h in hparams), hparams
+    metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
+    assert metrics[:3] == ["val/acc_best", "test/acc", "test_last/acc"], metrics
+    assert {"val/acc", "train/loss", "time/total_s"} <= set(metrics), metrics
     groups = post(url, "/data/plugin/hparams/session_groups", {
         "experimentName": "", "startIndex": 0, "sliceSize": 10,
         "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
                             "STATUS_RUNNING"],
-        "colParams": [{"hparam": "choice/model"}, {"metric": {"tag": "hparams/test/acc"}}],
+        "colParams": [{"hparam": "choice/model"}, {"metric": {"tag": "test/acc"}},
+                      {"metric": {"tag": "val/acc_best"}}],
     })
     (group,) = groups["sessionGroups"]
     assert group["hparams"]["choice/model"] == "resnet20"
-    (value,) = [m["value"] for m in group["metricValues"] if m["name"]["tag"] == "hparams/test/acc"]
-    assert value == pytest.approx(json.loads((run / "metrics.json").read_text())["test/acc"])
+    recorded = json.loads((run / "metrics.json").read_text())
+    values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+    assert values["test/acc"] == pytest.approx(recorded["test/acc"])
+    assert values["val/acc_best"] == pytest.approx(recorded["val/acc_best"])
+
+
+@pytest.mark.slow
+def test_the_time_series_page_has_only_the_run_s_own_groups(server):
+    """No group of copies (hparams/...) and no per-layer gradient scalars among the curves of
+    the run itself: they would sort before lr, test, train and val."""
+    url, name, _ = server
+    groups = {tag.split("/")[0] for tag in get(url, "/data/plugin/scalars/tags")[name]}
+    assert groups <= {"train", "val", "test", "test_last", "lr", "time", "epoch"}, groups

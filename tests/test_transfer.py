@@ -35,7 +35,7 @@ def pretrained(tmp_path_factory):
 def one_training_step(model: nn.Module, lr: float = 0.1) -> torch.optim.Optimizer:
     """What Lightning does for one batch: train mode, forward, backward, optimizer step."""
     module = Classifier(model, 2, optimizer=functools.partial(torch.optim.SGD, lr=lr, momentum=0.9))
-    optimizer = module.configure_optimizers()
+    optimizer = module.configure_optimizers()["optimizer"]
     module.train()
     x, y = torch.randn(8, 3, 16, 16) * 3, torch.tensor([0, 1] * 4)
     module.criterion(module(x), y).backward()

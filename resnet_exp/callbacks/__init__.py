@@ -7,17 +7,25 @@
     perclass.py    PerClassMetrics: confusion matrix, per-class precision/recall/F1
     samples.py     AugmentedSamples: training images beside augmentations of them
     outputs.py     where they write: the TensorBoard logger, the figures folder
+    display.py     progress_bar, model_summary: Rich's on a terminal, plain text elsewhere
+                   (EpochLines: a line per epoch)
+    step_logging.py  StepLogInterval: step metrics at most once per epoch on short epochs
+    early_stopping.py  early_stopping: Lightning's EarlyStopping when a patience is given
 
 EpochSeed lives in resnet_exp/seeding.py with the rest of what makes a resumed epoch exact.
 """
 
 from resnet_exp.callbacks.checkpoint import ModelCheckpoint
+from resnet_exp.callbacks.display import EpochLines, model_summary, progress_bar
+from resnet_exp.callbacks.early_stopping import early_stopping
 from resnet_exp.callbacks.gradflow import GradientFlow
 from resnet_exp.callbacks.guards import StopOnNonFinite
 from resnet_exp.callbacks.perclass import PerClassMetrics
 from resnet_exp.callbacks.samples import AugmentedSamples
+from resnet_exp.callbacks.step_logging import StepLogInterval
 from resnet_exp.callbacks.throughput import EpochThroughput
 from resnet_exp.seeding import EpochSeed
 
-__all__ = ["AugmentedSamples", "EpochSeed", "EpochThroughput", "GradientFlow", "ModelCheckpoint",
-           "PerClassMetrics", "StopOnNonFinite"]
+__all__ = ["AugmentedSamples", "EpochLines", "EpochSeed", "EpochThroughput", "GradientFlow",
+           "ModelCheckpoint", "PerClassMetrics", "StepLogInterval", "StopOnNonFinite",
+           "early_stopping", "model_summary", "progress_bar"]

@@ -213,5 +213,7 @@ class DataModule(pl.LightningDataModule):
         return x, y
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, torch.Tensor):  # the model summary's example image: no batch
+            return batch
         x, y = batch
         return self.prepare_batch(x, y, train=self.trainer is not None and self.trainer.training)

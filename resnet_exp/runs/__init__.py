@@ -11,6 +11,9 @@
     <run>/figures/                PNGs: gradient flow, confusion matrix, predictions, augmentation
     <run>/eval/<date>_<time>/     one folder per `python -m resnet_exp.eval` of this run
 
+Runs live in outputs/runs/, sweeps in outputs/multirun/, debug=* runs in outputs/debug/ (which a
+report of outputs/ leaves out).
+
 A run is finished exactly when run.json says so; metrics.json is written before that status, so
 a crash between the two leaves a run that still says "running" rather than a finished-looking one.
 
@@ -35,3 +38,4 @@ GRADIENT_FLOW_COLUMNS = ("epoch", "index", "layer", "mean_abs_grad", "grad_l2_no
 FIGURES_DIR = "figures"
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of a sweep folder
 STATUSES = ("running", "finished", "failed", "interrupted")
+DEBUG_DIR = "debug"  # outputs/debug/: the debug=* runs (conf/_base_debug.yaml), kept apart

@@ -24,8 +24,9 @@ PARALLEL_FROM = 16
 # panel -> the logged tags it can come from, first found wins (older runs: train/loss_epoch)
 CURVES = {"train/loss": ("train/loss", "train/loss_epoch"), "val/loss": ("val/loss",),
           "train/acc": ("train/acc",), "val/acc": ("val/acc",)}
-# What names or restarts a run, not what it trained: never a grouping key.
-NOT_SETTINGS = ("seed", "resume", "name", "tags")
+# What names, restarts or prints a run, not what it trained: never a grouping key (a key or
+# anything under it: extras.print_config).
+NOT_SETTINGS = ("seed", "resume", "name", "tags", "extras", "cpu_threads")
 
 
 @dataclass
@@ -80,8 +81,8 @@ def read_run(path: Path) -> Run:
         settings, saved = {}, {}
         status, info["error"] = "unreadable .hydra/", f"{type(e).__name__}: {e}"
     seed = settings.pop("seed", info.get("seed"))
-    for key in NOT_SETTINGS:
-        settings.pop(key, None)
+    for key in [k for k in settings if k.split(".")[0] in NOT_SETTINGS]:
+        settings.pop(key)
     return Run(path, status, seed, settings, metrics, saved, info.get("error"))
 
 

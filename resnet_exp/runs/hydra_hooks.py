@@ -152,7 +152,7 @@ def sweep_table(sweep_dir: Path, monitor: str) -> Table:
                default=None)
 
     table = Table(title=f"{len(jobs)} jobs in {sweep_dir}", header_style="bold")
-    table.add_column("folder", justify="right")
+    table.add_column("folder", no_wrap=True)
     table.add_column("status")
     for key in keys:  # fold long names (optimizer.weight_decay) rather than cut them
         table.add_column(key, overflow="fold")

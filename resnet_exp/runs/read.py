@@ -19,6 +19,7 @@ from resnet_exp.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     CSV_METRICS_FILE,
+    DEBUG_DIR,
     HYDRA_FILE,
     OVERRIDES_FILE,
     RUN_FILE,
@@ -63,7 +64,8 @@ def natural_key(text: str | Path) -> list:
 
 def find_runs(path: Path) -> list[Path]:
     """The run folders at or below `path` (itself, a sweep, or e.g. all of outputs/), in natural
-    order; the inside of a run folder is not searched."""
+    order; the inside of a run folder is not searched, nor a debug/ folder below `path` (debug
+    runs are read when named: report outputs/debug)."""
     path = Path(path)
     if is_run_dir(path):
         return [path]
@@ -74,7 +76,7 @@ def find_runs(path: Path) -> list[Path]:
         except OSError:
             continue
         for entry in entries:
-            if entry.name.startswith(".") or not entry.is_dir():
+            if entry.name.startswith(".") or entry.name == DEBUG_DIR or not entry.is_dir():
                 continue
             (found if is_run_dir(entry.path) else stack).append(Path(entry.path))
     return sorted(found, key=natural_key)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp import config
 from resnet_exp.errors import UserError
-from resnet_exp.runs import OVERRIDES_FILE, read, trust
+from resnet_exp.runs import OVERRIDES_FILE, RUN_FILE, read, trust
 
 # Keys of the replay machinery itself, never replayed from a run's saved overrides.
 OWN_KEYS = ("resume",)
@@ -98,11 +98,23 @@ def replay_overrides(run_dir: Path, extra: list[str], allow: bool = False) -> li
                 f"conf/, which could hold any code. Read it; if you trust it, pass --trust"
             )
     replaced = {config.override_key(o) for o in extra}
+    if "cpu_threads" not in replaced:  # the same float sums as the run: its thread count
+        threads = _recorded_threads(run_dir)
+        extra = extra + ([f"cpu_threads={threads}"] if threads else [])
     # a key the run added (`+key=...`) is not in the tree: a new value for it adds it too
     added = {config.override_key(o) for o in saved if o.startswith("+")}
     extra = [f"++{o}" if config.override_key(o) in added and o[0] not in "+~" else o
              for o in extra]
     return [o for o in saved if config.override_key(o) not in replaced] + extra
+
+
+def _recorded_threads(run_dir: Path) -> int | None:
+    """The intra-op CPU threads the run computed with (run.json), None where not recorded."""
+    try:
+        threads = read.read_json(Path(run_dir) / RUN_FILE).get("cpu_threads")
+    except (OSError, ValueError):
+        return None
+    return threads if isinstance(threads, int) and threads > 0 else None
 
 
 def _flat(node, prefix: str = "") -> dict[str, object]:
@@ -129,6 +141,11 @@ def drift(saved: DictConfig, composed: DictConfig, extra: list[str]) -> list[str
     return changed
 
 
+# Keys whose default has changed in a way that changes a run's float sums (module.channels_last:
+# false, then auto): a replay keeps the value the run had, unless an override gives another.
+KEPT_AS_RUN = ("module.channels_last",)
+
+
 def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None = None):
     """(overrides to replay, composed config) for a saved run, refused when it names code
     outside the allow-list (unless `allow`), with a warning on stderr when the config tree has
@@ -137,9 +154,16 @@ def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None
     saved = read.load_config(run_dir)
     overrides = replay_overrides(run_dir, extra, allow)
     cfg = config.compose(overrides, output_dir, with_hydra=True)
+    given = {config.override_key(o) for o in extra}
+    kept = [f"{key}={config.text(OmegaConf.select(saved, key))}" for key in KEPT_AS_RUN
+            if key not in given and OmegaConf.select(saved, key, default=None) is not None
+            and OmegaConf.select(saved, key) != OmegaConf.select(cfg, key, default=None)]
+    if kept:  # a default changed since the run: the replay computes as the run did
+        overrides += kept
+        cfg = config.compose(overrides, output_dir, with_hydra=True)
     trust.check(cfg, source=str(run_dir), trust=allow)  # the hydra node too: its callbacks run
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    changed = drift(saved, task, extra)
+    changed = drift(saved, task, extra + kept)
     if changed:
         shown = "\n  ".join(changed[:10]) + (f"\n  ... {len(changed) - 10} more"
                                              if len(changed) > 10 else "")

@@ -82,10 +82,19 @@ def finished(run_dir: Path) -> dict:
     return metrics
 
 
-def logger_kwargs(node: DictConfig, purge_step: int | None) -> dict:
-    """TensorBoard hides the events a resumed run logs again: SummaryWriter(purge_step) marks
-    every event at or after that step in the folder's older files as superseded."""
+def logger_kwargs(node: DictConfig, purge_step: int | None, run_dir: Path) -> dict:
+    """What a resumed run's loggers need to continue. TensorBoard hides the events logged again:
+    SummaryWriter(purge_step) marks every event at or after that step in the folder's older
+    files as superseded. MLflow continues the run whose id run.json recorded."""
     target = str(node.get("_target_", ""))
-    if purge_step is None or not target.endswith("TensorBoardLogger"):
+    if purge_step is None:
         return {}
-    return {"purge_step": purge_step}
+    if target.endswith("TensorBoardLogger"):
+        return {"purge_step": purge_step}
+    if target == "resnet_exp.loggers.mlflow":
+        try:
+            run_id = read.read_json(run_dir / RUN_FILE).get("mlflow_run_id")
+        except (OSError, ValueError):  # an unreadable run.json: a new MLflow run
+            run_id = None
+        return {"run_id": run_id} if run_id else {}
+    return {}

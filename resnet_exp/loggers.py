@@ -1,0 +1,54 @@
+"""Loggers beyond the shipped TensorBoard and CSV ones: MLflow (`logger=mlflow`).
+
+    python -m resnet_exp 'logger=[tensorboard,mlflow]' 'tags=[baseline]'
+    mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db
+
+An MLflow run per run folder: named by `name`, tagged with `tags` and the folder, the curves
+as they are logged, the settings and final metrics at the end, the figures and metrics.json as
+artifacts; `resume=RUN_DIR` continues the same MLflow run (its id is in run.json).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resnet_exp.errors import UserError
+
+
+def mlflow(experiment_name: str, run_name: str, tracking_uri: str, tags: list | None = None,
+           run_dir: str | None = None, run_id: str | None = None):
+    """Lightning's MLFlowLogger on `tracking_uri` (a relative `sqlite:///` path is from the
+    working directory: its folder is made). `run_id`: an earlier MLflow run to continue."""
+    try:
+        import mlflow as _  # noqa: F401  (MLFlowLogger imports it only when first used)
+        from pytorch_lightning.loggers import MLFlowLogger
+    except ImportError:
+        raise UserError("logger=mlflow needs MLflow's client: pip install 'mlflow-skinny>=3' "
+                        "(or pip install -e '.[mlflow]')") from None
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    labels = {str(t): "true" for t in tags or []}
+    if run_dir is not None:
+        labels["run_dir"] = str(Path(run_dir).resolve())
+    return MLFlowLogger(experiment_name=experiment_name, run_name=run_name,
+                        tracking_uri=tracking_uri, tags=labels, run_id=run_id)
+
+
+def log_artifacts(logger, run_dir: Path, names: tuple[str, ...]) -> None:
+    """Copy the run folder's `names` (files or folders) that exist into the MLflow run."""
+    for name in names:
+        path = run_dir / name
+        if path.is_dir():
+            logger.experiment.log_artifacts(logger.run_id, str(path), name)
+        elif path.is_file():
+            logger.experiment.log_artifact(logger.run_id, str(path))
+
+
+def record_final(logger, params: dict, metrics: dict, run_dir: Path) -> None:
+    """The end of a run in its MLflow run: the settings (MLflow refuses to change a logged
+    parameter, so a resumed run adds only the new ones), the final numbers, the artifacts."""
+    logged = logger.experiment.get_run(logger.run_id).data.params
+    logger.log_hyperparams({k: v for k, v in params.items() if k not in logged})
+    logger.log_metrics({k: float(v) for k, v in metrics.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    log_artifacts(logger, run_dir, ("figures", "gradient_flow.csv"))
