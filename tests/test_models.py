@@ -389,3 +389,35 @@ def test_broken_checkpoints_are_user_errors(checkpoint, tmp_path):
             VGG(8, num_classes=10, weights=str(checkpoint[0]))
         with pytest.raises(UserError, match="another architecture"):
             CifarResNet(20, shortcut="B", weights=str(checkpoint[0]))
+
+
+@pytest.mark.parametrize("build", [
+    lambda: CifarResNet(depth=20, num_classes=10, zero_init_residual=True),
+    lambda: CifarResNet(depth=20, num_classes=10, shortcut="B",
+                                      zero_init_residual=True),
+    lambda: CifarResNet(depth=11, block="bottleneck", num_classes=10,
+                                      zero_init_residual=True),
+    lambda: resnet(depth=18, num_classes=10, cifar_stem=True,
+                                 zero_init_residual=True),
+    lambda: resnet(depth=50, num_classes=10, zero_init_residual=True),
+], ids=["cifar-A", "cifar-B", "cifar-bottleneck", "resnet18", "resnet50"])
+def test_zero_init_residual_makes_every_block_its_shortcut_at_step_0(build):
+    net = build().eval()  # eval: BN with its initial running statistics, as a first step sees
+    blocks = [m for m in net.modules() if isinstance(m, (tv.BasicBlock, tv.Bottleneck))]
+    seen = []
+
+    def check(block, inputs, output):
+        (x,) = inputs
+        shortcut = block.downsample(x) if block.downsample is not None else x
+        seen.append(torch.equal(output, torch.relu(shortcut)))
+
+    for block in blocks:
+        block.register_forward_hook(check)
+    with torch.no_grad():
+        net(torch.randn(2, 3, 32, 32))
+    assert len(seen) == len(blocks) > 0 and all(seen)
+
+
+def test_zero_init_residual_is_refused_without_shortcuts():
+    with pytest.raises(UserError, match="residual=false"):
+        CifarResNet(depth=20, residual=False, zero_init_residual=True)

@@ -85,6 +85,21 @@ def _init(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _zero_init_residual(model: nn.Module, residual: bool) -> None:
+    """Zero the scale (gamma) of the last BN of every residual branch: each block starts as its
+    shortcut alone, so a deep net starts as a shallow one (Goyal et al. 2017, arXiv 1706.02677,
+    sec 5.1; torchvision's `zero_init_residual`, same blocks)."""
+    if not residual:
+        raise UserError("model.zero_init_residual=true with model.residual=false would zero every "
+                        "block's output: a plain net has no shortcut to start from. Use it with "
+                        "residual nets only.")
+    for m in model.modules():
+        if isinstance(m, tv.Bottleneck):
+            nn.init.zeros_(m.bn3.weight)
+        elif isinstance(m, tv.BasicBlock):
+            nn.init.zeros_(m.bn2.weight)
+
+
 def _add_conv_biases(module: nn.Module) -> None:
     """Give every conv a bias (torchvision's blocks have none): the seed-002 net has them."""
     for name, child in module.named_children():
@@ -102,7 +117,7 @@ class CifarResNet(nn.Module):
     `shortcut`: "A" zero-pads the identity where the shape changes (the paper's CIFAR choice),
     "B" projects it with a 1x1 conv + BN there. `residual=False` is the paper's plain net of the
     same depth. `block`, `stem_width` and `conv_bias` exist for the seed-002 network
-    (`conf/model/resnet56_bottleneck.yaml`).
+    (`conf/model/resnet56_bottleneck.yaml`). `zero_init_residual`: see `_zero_init_residual`.
     """
 
     def __init__(
@@ -115,6 +130,7 @@ class CifarResNet(nn.Module):
         block: str = "basic",
         stem_width: int = 16,
         conv_bias: bool = False,
+        zero_init_residual: bool = False,
         weights: str | None = None,
     ) -> None:
         super().__init__()
@@ -150,6 +166,8 @@ class CifarResNet(nn.Module):
         if conv_bias:
             _add_conv_biases(self)
         _init(self)
+        if zero_init_residual:
+            _zero_init_residual(self, residual)
         load_weights(self, weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,6 +182,7 @@ def resnet(
     in_channels: int = 3,
     residual: bool = True,
     cifar_stem: bool = False,
+    zero_init_residual: bool = False,
     weights: str | None = None,
 ) -> tv.ResNet:
     """torchvision's ResNet-`depth`: same modules and state-dict keys, so its weights load as is.
@@ -189,6 +208,8 @@ def resnet(
         for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
             for b in stage:
                 b.downsample = NoShortcut()
+    if zero_init_residual:
+        _zero_init_residual(net, residual)
     # torchvision publishes residual nets only; a plain one takes checkpoint paths.
     load_weights(net, weights, torchvision_weights if residual else None)
     return net
