@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from resnet_exp.ema import EMA
 from resnet_exp.speed import channels_last_pays
 
 STAGES = ("train", "val", "test")
@@ -65,6 +66,10 @@ def epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
 class Classifier(pl.LightningModule):
     """Image classification with top-1 (and top-5 from 10 classes up) accuracy per stage.
 
+    With batch mixing (augmentation.mixup_alpha/cutmix_alpha) the training targets are soft;
+    the loss takes them as they are and train/acc counts a prediction of the label with the
+    larger share as right (validation and test are never mixed).
+
     `optimizer` is a partial taking the parameter groups; `scheduler` is Lightning's scheduler
     dict (`interval`, `frequency`, `monitor`) whose `scheduler` entry is a partial taking the
     optimizer, or None.
@@ -80,9 +85,16 @@ class Classifier(pl.LightningModule):
         weight_decay_bn_bias: bool = True,
         channels_last: bool | str = "auto",
         compile: bool | str = False,
+        ema_decay: float | None = None,
+        ema_every_n_steps: int = 1,
+        ema_warmup_steps: int = 0,
     ) -> None:
         super().__init__()
         self.model = model
+        # the weights' moving average, evaluated beside them (resnet_exp/ema.py); copied before
+        # the network is compiled or laid out
+        self.ema = (EMA(model, ema_decay, num_classes, ema_every_n_steps, ema_warmup_steps)
+                    if ema_decay is not None else None)
         # channels_last and compile: speed options, measured in resnet_exp/speed.py's docstring;
         # "auto" is decided in setup, once the device and precision are known
         self.channels_last = channels_last
@@ -132,6 +144,8 @@ class Classifier(pl.LightningModule):
                      and channels_last_pays(device, precision))
         if self.nhwc:
             self.model.to(memory_format=torch.channels_last)
+            if self.ema is not None:
+                self.ema.to(memory_format=torch.channels_last)
         return self.nhwc
 
     def setup(self, stage: str) -> None:
@@ -146,7 +160,12 @@ class Classifier(pl.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> dict:
         x, y = batch
         logits = self(x)
-        loss = self.criterion(logits, y)
+        loss = self.criterion(logits, y)  # y: labels, or mixup/CutMix's soft targets (N x C)
+        if y.dim() == 2:  # train/acc of a mixed batch: against each image's dominant label
+            y = y.argmax(1)
+        if self.ema is not None and stage != "train":
+            self.ema.evaluate(stage, x.contiguous(memory_format=torch.channels_last)
+                              if self.nhwc and x.dim() == 4 else x, y, self.criterion)
         # Loss and accuracy accumulate on the device and are logged once per epoch
         # (_log_epoch); the step loss only on the steps Lightning writes to the logger. Logged
         # on every step, with the loss in the progress bar, they cost a host-device sync per
@@ -177,6 +196,9 @@ class Classifier(pl.LightningModule):
         self.log(f"{prefix}/loss", self.losses[f"{stage}_loss"], prog_bar=True)
         for name, metric in self.metrics[f"{stage}_metrics"].items():
             self.log(f"{prefix}/{name}", metric, prog_bar=name == "acc")
+        if self.ema is not None and stage != "train":
+            for name, metric in self.ema.stage_metrics[stage].items():
+                self.log(f"{prefix}/{name}_ema", metric)
 
     # -- the train epoch's numbers, logged before its validation ---------------------------------
     # Lightning validates after the epoch's last batch and calls on_train_epoch_end after that:
@@ -189,6 +211,8 @@ class Classifier(pl.LightningModule):
         self._train_epoch_state = "running"
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.step(self.model, self.global_step)
         if batch_idx + 1 >= self.trainer.num_training_batches:
             self._train_epoch_state = "done"
 

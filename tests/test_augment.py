@@ -149,3 +149,50 @@ def test_per_image_pipelines_end_in_uint8_of_the_right_size():
     reference = v2.Compose([v2.Resize(256), v2.CenterCrop(224)])(image)
     assert torch.equal(evaluate, reference)
     assert Augmentation().per_image(True, 32)(image).shape == (3, 32, 32)
+
+
+def erased_boxes(x: torch.Tensor) -> list[tuple[int, int, int, int] | None]:
+    """(height, width, top, left) of each image's zeroed rectangle (the image was all ones)."""
+    boxes = []
+    for image in (x[:, 0] == 0):
+        rows, cols = image.any(1).nonzero(), image.any(0).nonzero()
+        boxes.append(None if len(rows) == 0 else (
+            len(rows), len(cols), int(rows[0]), int(cols[0])))
+    return boxes
+
+
+def test_random_erasing_draws_rectangles_like_torchvision():
+    n, p = 6000, 0.5
+    ones = torch.ones(n, 3, 32, 32)
+    ours = erased_boxes(Augmentation(random_erasing=p).after_normalize(
+        ones, torch.Generator().manual_seed(3)))
+    torch.manual_seed(3)
+    erase = v2.RandomErasing(p=p, value=0)
+    theirs = erased_boxes(torch.stack([erase(image) for image in ones[:3000]]))
+    for boxes in (ours, theirs):  # each erased region is one rectangle, filled with 0
+        assert abs(sum(b is not None for b in boxes) / len(boxes) - p) < 0.04
+    for k in range(4):  # height, width, top, left: one distribution
+        a = np.array([b[k] for b in ours if b is not None])
+        b = np.array([b[k] for b in theirs if b is not None])
+        bins = np.histogram_bin_edges(np.concatenate([a, b]), bins=8)
+        table = np.stack([np.histogram(a, bins)[0], np.histogram(b, bins)[0]]) + 1
+        assert chi2_contingency(table).pvalue > 1e-3, k
+    erased_area = np.array([b[0] * b[1] for b in ours if b is not None]) / 1024
+    assert erased_area.min() >= 0.015 and erased_area.max() <= 0.36
+
+
+def test_mixup_and_cutmix_targets_are_the_pixel_shares_of_the_two_labels():
+    n, classes = 64, 10
+    y = torch.arange(n) % classes
+    x = y[:, None, None, None].float().expand(n, 3, 32, 32).contiguous()  # image = its label
+    for augment in (Augmentation(mixup_alpha=0.2), Augmentation(cutmix_alpha=1.0)):
+        mixed, soft = augment.mix(x, y, classes, torch.Generator().manual_seed(4))
+        assert soft.shape == (n, classes) and torch.allclose(soft.sum(1), torch.ones(n))
+        # torchvision pairs each image with the batch rolled by one: image i mixes with i - 1
+        share = soft[torch.arange(n), y]  # the weight of the image's own label
+        partner = y.roll(1)
+        expected = share * y.float() + (1 - share) * partner.float()
+        assert torch.allclose(mixed.mean(dim=(1, 2, 3)), expected, atol=1e-5)
+    same = [Augmentation(mixup_alpha=0.2).mix(x, y, classes, torch.Generator().manual_seed(5))
+            for _ in range(2)]
+    assert torch.equal(same[0][0], same[1][0])  # drawn from the batch's generator, not torch's

@@ -11,6 +11,8 @@ per image, in DataLoader workers: `per_image()`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
@@ -28,6 +30,13 @@ class Augmentation:
         (scale 0.08-1, ratio 3/4-4/3: Szegedy et al. 2015, the torchvision reference recipe).
     resize, center_crop: evaluation path of folder datasets, Resize(256) + CenterCrop(224) in the
         torchvision reference recipe.
+    random_erasing, erasing_scale, erasing_ratio: with this probability per image, a rectangle of
+        that share of the area and aspect ratio set to 0 after normalisation (Zhong et al. 2017,
+        arXiv 1708.04896; torchvision's RandomErasing, its defaults, value 0).
+    mixup_alpha, cutmix_alpha, cutmix_prob: batch mixing with soft targets (Zhang et al. 2017,
+        arXiv 1710.09412; Yun et al. 2019, arXiv 1905.04899), torchvision's v2 MixUp and CutMix;
+        with both alphas above 0, a batch gets CutMix with probability cutmix_prob, else MixUp
+        (torchvision's reference script: RandomChoice of the two, p 0.5 each).
     """
 
     def __init__(
@@ -39,6 +48,12 @@ class Augmentation:
         random_resized_crop: int | None = None,
         resize: int | None = None,
         center_crop: int | None = None,
+        random_erasing: float = 0.0,
+        erasing_scale: tuple[float, float] = (0.02, 0.33),
+        erasing_ratio: tuple[float, float] = (0.3, 3.3),
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        cutmix_prob: float = 0.5,
     ) -> None:
         self.crop_padding = crop_padding
         self.flip = flip
@@ -47,6 +62,12 @@ class Augmentation:
         self.random_resized_crop = random_resized_crop
         self.resize = resize
         self.center_crop = center_crop
+        self.random_erasing = random_erasing
+        self.erasing_scale = tuple(erasing_scale)
+        self.erasing_ratio = tuple(erasing_ratio)
+        self.mixup_alpha = mixup_alpha
+        self.cutmix_alpha = cutmix_alpha
+        self.cutmix_prob = cutmix_prob
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -78,7 +99,61 @@ class Augmentation:
         """Cutout on a normalised float batch: 0 there is the dataset mean, as in the paper."""
         if self.cutout_holes > 0 and self.cutout_size > 0:
             x = x.masked_fill(self._cutout_mask(x, generator), 0.0)
+        if self.random_erasing > 0:
+            x = x.masked_fill(self._erasing_mask(x, generator), 0.0)
         return x
+
+    def _erasing_mask(self, x: torch.Tensor, generator: torch.Generator | None,
+                      attempts: int = 10) -> torch.Tensor:
+        """torchvision's RandomErasing.get_params for every image at once: up to 10 draws of an
+        area share and a log-uniform aspect ratio, the first rectangle that fits is erased (none
+        fits: the image is kept), at a uniform position."""
+        n, _, h, w = x.shape
+        device = x.device
+
+        def uniform(low: float, high: float, shape: tuple) -> torch.Tensor:
+            return low + (high - low) * torch.rand(shape, device=device, generator=generator)
+
+        erase = torch.rand(n, device=device, generator=generator) < self.random_erasing
+        area = h * w * uniform(*self.erasing_scale, (n, attempts))
+        ratio = torch.exp(uniform(*map(math.log, self.erasing_ratio), (n, attempts)))
+        eh = torch.sqrt(area * ratio).round().long()
+        ew = torch.sqrt(area / ratio).round().long()
+        fits = (eh < h) & (ew < w)
+        first = torch.argmax(fits.int(), dim=1)  # the first attempt that fits (0 when none)
+        rows = torch.arange(n, device=device)
+        eh, ew = eh[rows, first], ew[rows, first]
+        erase &= fits.any(dim=1)
+        top = (uniform(0, 1, (n,)) * (h - eh + 1)).long()
+        left = (uniform(0, 1, (n,)) * (w - ew + 1)).long()
+        ys, xs = torch.arange(h, device=device), torch.arange(w, device=device)
+        in_rows = (ys >= top[:, None]) & (ys < (top + eh)[:, None])
+        in_cols = (xs >= left[:, None]) & (xs < (left + ew)[:, None])
+        mask = in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None]
+        return mask[:, None]
+
+    @property
+    def mixes(self) -> bool:
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor, num_classes: int,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """MixUp or CutMix of a normalised batch; y becomes N x num_classes soft targets.
+
+        torchvision's transforms draw from torch's global generator: they run here on one
+        seeded from `generator`, so a batch mixes the same way in a resumed run."""
+        if not self.mixes:
+            return x, y
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=x.device))
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            use_cutmix = self.cutmix_alpha > 0 and (
+                self.mixup_alpha <= 0 or torch.rand(()).item() < self.cutmix_prob)
+            if use_cutmix:
+                mixer = v2.CutMix(alpha=self.cutmix_alpha, num_classes=num_classes)
+            else:
+                mixer = v2.MixUp(alpha=self.mixup_alpha, num_classes=num_classes)
+            return mixer(x, y)
 
     def _cutout_mask(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n, _, h, w = x.shape

@@ -210,6 +210,7 @@ class DataModule(pl.LightningDataModule):
             x = x.sub_(mean).div_(std)
         if augment is not None:
             x = augment.after_normalize(x, generator)
+            x, y = augment.mix(x, y, self.num_classes, generator)
         return x, y
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
