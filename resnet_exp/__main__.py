@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from resnet_exp.config import CONF_DIR, register_resolvers
+from resnet_exp.config import CONF_DIR, check_run_settings, register_resolvers
 from resnet_exp.errors import UserError, report_error
 
 register_resolvers()  # here: a joblib or submitit worker imports this module to run a job
@@ -24,9 +24,6 @@ register_resolvers()  # here: a joblib or submitit worker imports this module to
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from resnet_exp.callbacks.guards import exit_on_sigterm
-    from resnet_exp.train import train  # torch and Lightning load here, when a run starts
-
     hydra_cfg = HydraConfig.get()
     sweep_job = hydra_cfg.mode == RunMode.MULTIRUN
     # A failed job of a sweep is recorded as failed in its run.json, and the sweep goes on to end
@@ -36,6 +33,10 @@ def main(cfg: DictConfig) -> float | None:
     # trial and goes on, but fails on a NaN it is told: there the error is raised.
     returns_nan = sweep_job and "optuna" not in str(hydra_cfg.sweeper.get("_target_")).lower()
     try:
+        check_run_settings(cfg)  # before torch loads (5 s): a wrong setting answers at once
+        from resnet_exp.callbacks.guards import exit_on_sigterm
+        from resnet_exp.train import train  # torch and Lightning load here, when a run starts
+
         with exit_on_sigterm():  # a scheduler's SIGTERM: recorded as interrupted, status 143
             metrics = train(cfg)
     except UserError as e:

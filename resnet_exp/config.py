@@ -113,3 +113,27 @@ def compose(overrides: list[str], output_dir: Path | None = None, with_hydra: bo
             cfg.hydra.job.num = 0
         HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def check_run_settings(cfg) -> None:
+    """The top-level keys a run needs before anything is built; called before torch is imported,
+    so that a wrong one is answered in a second."""
+    from resnet_exp import console
+    from resnet_exp.errors import UserError
+
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise UserError(f"seed={cfg.seed!r}: the seed must be an integer, e.g. seed=1")
+    threads = cfg.get("cpu_threads", "auto")
+    if threads != "auto" and (not isinstance(threads, int) or isinstance(threads, bool)
+                              or threads < 1):
+        raise UserError(f"cpu_threads={threads}: give a number of threads >= 1, or auto")
+    printed = cfg.get("extras", {}).get("print_config", "auto")
+    if printed not in console.PRINT_CONFIG:
+        raise UserError(f"extras.print_config={printed}: choose one of "
+                        f"{', '.join(console.PRINT_CONFIG)}")
+    trainer = cfg.trainer
+    if trainer.get("max_epochs") == 0 or trainer.get("max_steps") == 0:
+        raise UserError(
+            "trainer.max_epochs=0 (or max_steps=0) trains nothing, so the run would end with no "
+            "checkpoint to test: give at least 1; to test a run's saved weights use "
+            "python -m resnet_exp.eval RUN_DIR")

@@ -21,7 +21,7 @@ from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 
 from resnet_exp import checkpoints, console, cpu_threads, distributed, speed
 from resnet_exp.callbacks import ModelCheckpoint
-from resnet_exp.config import override_key
+from resnet_exp.config import check_run_settings, override_key
 from resnet_exp.errors import UserError
 from resnet_exp.loggers import record_final as record_in_mlflow
 from resnet_exp.module import count_parameters, epoch_metrics
@@ -164,26 +164,6 @@ def record_in_loggers(trainer: pl.Trainer, cfg: DictConfig, choices: dict, overr
         else:
             logger.log_hyperparams(params)
         logger.save()
-
-
-def check_run_settings(cfg: DictConfig) -> None:
-    """The top-level keys a run needs before anything is built."""
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        raise UserError(f"seed={cfg.seed!r}: the seed must be an integer, e.g. seed=1")
-    threads = cfg.get("cpu_threads", "auto")
-    if threads != "auto" and (not isinstance(threads, int) or isinstance(threads, bool)
-                              or threads < 1):
-        raise UserError(f"cpu_threads={threads}: give a number of threads >= 1, or auto")
-    printed = cfg.get("extras", {}).get("print_config", "auto")
-    if printed not in console.PRINT_CONFIG:
-        raise UserError(f"extras.print_config={printed}: choose one of "
-                        f"{', '.join(console.PRINT_CONFIG)}")
-    trainer = cfg.trainer
-    if trainer.get("max_epochs") == 0 or trainer.get("max_steps") == 0:
-        raise UserError(
-            "trainer.max_epochs=0 (or max_steps=0) trains nothing, so the run would end with no "
-            "checkpoint to test: give at least 1; to test a run's saved weights use "
-            "python -m resnet_exp.eval RUN_DIR")
 
 
 def train(cfg: DictConfig) -> dict:

@@ -204,3 +204,20 @@ def test_tag_keeps_the_runs_started_with_it_and_debug_runs_stay_out(tmp_path, co
         report.report([str(outputs)], tmp_path / "d", figures=False, tags=["nope"])
     debug = report.report([str(outputs / runs.DEBUG_DIR)], tmp_path / "e", figures=False)
     assert accuracies(debug) == [0.1]
+
+
+METRICS_SHOWN = ("test/acc", "test_last/acc", "val/acc_best", "test/acc_top5", "test/loss")
+
+
+def test_a_piped_report_keeps_every_cell_whole(tmp_path, compose_cfg, capsys):
+    config = OmegaConf.to_container(compose_cfg("model=vgg"), resolve=False)
+    config.pop("hydra")
+    for i, model in enumerate(["resnet20", "resnet32"]):
+        fake_run(tmp_path / "outputs" / str(i), config,
+                 [f"model={model}", f"optimizer.lr=0.0123456789{i}", f"seed={i}"], "finished",
+                 {name: 0.5 + i / 10 for name in METRICS_SHOWN})
+    report.report([str(tmp_path / "outputs")], tmp_path / "rep", list(METRICS_SHOWN),
+                  figures=False)
+    out = capsys.readouterr().out  # not a terminal: no 80-column layout, nothing cut with "…"
+    assert "resnet20" in out and "resnet32" in out and "…" not in out
+    assert "0.01234567891" in out  # a long swept value, whole
