@@ -35,6 +35,8 @@ def quiet_known_warnings() -> None:
     its database, matplotlib's layout notes on crowded report figures."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message=r".*constrained_layout.*", module="matplotlib")
+    # torch.func's first Hessian-vector product (resnet_exp/analysis/sharpness.py), torch 2.14
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated")
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
                  "pytorch_lightning.trainer.connectors.checkpoint_connector",
                  "pytorch_lightning.loggers.mlflow"):

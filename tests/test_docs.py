@@ -24,7 +24,7 @@ How each kind runs, cheaply but as a user would:
   a list of jobs: its parameters are parsed with Hydra's override parser, as the Optuna sweeper
   reads them. Then the first job goes through the real CLI with `--cfg job`, which also passes
   `resume=true` through `__main__`. Launchers (joblib, SLURM) are composed, never started.
-- `python -m resnet_exp.eval`, `.reproduce`, `.report` and `resume=<folder>` run for real
+- `python -m resnet_exp.eval`, `.reproduce`, `.report`, `.analyze` and `resume=<folder>` run for real
   against a smoke run and a two-job smoke sweep made once for the module
   (`trainer=smoke callbacks=lean`, a few CPU batches of the embedded digits). Marked slow.
 
@@ -50,7 +50,7 @@ RUN = "2026-01-01_12-00-00_resnet20_digits"  # the README's example name, as a r
 SWEEP = "2026-01-01_12-00-00"
 PLACEHOLDERS = {"<run>": RUN, "<sweep>": SWEEP}
 COMMAND = re.compile(r"^\s*(?:srun\s+)?((?:python -m resnet_exp\b|resnet-exp\b).*)$")
-REPLAYING = ("resnet_exp.eval", "resnet_exp.reproduce", "resnet_exp.report")
+REPLAYING = ("resnet_exp.eval", "resnet_exp.reproduce", "resnet_exp.report", "resnet_exp.analyze")
 
 
 def commands(path: Path) -> list[tuple[int, str]]:

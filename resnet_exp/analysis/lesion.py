@@ -1,0 +1,91 @@
+"""Lesion study (Veit, Wilber, Belongie 2016, arXiv 1605.06431, Fig. 3-5).
+
+Removing a block keeps its shortcut and drops its residual branch: the block then outputs
+relu(shortcut(x)), with the block's own shortcut where it has one (identity, option A zero-padding,
+a projection) and, for a plain block (no shortcut), the identity subsampled and zero-padded to the
+block's output shape: "the same block removed whole". A residual network degrades smoothly as
+blocks go, except at the downsampling ones; its plain twin collapses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import statistics
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet as tv
+
+from resnet_exp.models.resnet import NoShortcut
+from resnet_exp.models.vgg import VGGBlock
+
+BLOCKS = (tv.BasicBlock, tv.Bottleneck, VGGBlock)
+
+
+def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's residual-style blocks, in forward order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, BLOCKS)]
+
+
+def _out_shape(block: nn.Module) -> tuple[int, int]:
+    """(stride, output channels) of a torchvision block."""
+    last_bn = block.bn3 if isinstance(block, tv.Bottleneck) else block.bn2
+    return block.conv2.stride[0] if isinstance(block, tv.Bottleneck) else block.conv1.stride[0], \
+        last_bn.num_features
+
+
+def shortcut(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """What the block outputs without its residual branch."""
+    if isinstance(block, VGGBlock):
+        return block.act(block.pool(x))
+    downsample = block.downsample
+    if downsample is None:
+        return torch.relu(x)
+    if isinstance(downsample, NoShortcut):  # a plain block: the identity, shaped to fit
+        stride, channels = _out_shape(block)
+        identity = x[:, :, ::stride, ::stride]
+        return torch.relu(F.pad(identity, (0, 0, 0, 0, 0, channels - identity.shape[1])))
+    return torch.relu(downsample(x))
+
+
+@contextlib.contextmanager
+def removed(model: nn.Module, names: Iterable[str]):
+    """Within the block, the named blocks output their shortcut alone."""
+    modules = dict(model.named_modules())
+    hooks = [modules[name].register_forward_hook(
+        lambda block, inputs, output: shortcut(block, inputs[0])) for name in names]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
+    right = sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+                for i in range(0, len(x), batch_size))
+    return right / len(x)
+
+
+def lesion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int = 5,
+           seed: int = 0) -> dict:
+    """Accuracy of the whole model, with each block removed in turn, and with k random blocks
+    removed (k = 1..n, `draws` draws each: mean and standard deviation)."""
+    names = [name for name, _ in blocks(model)]
+    result = {"accuracy": accuracy(model, x, y), "blocks": [], "k": []}
+    for name in names:
+        with removed(model, [name]):
+            result["blocks"].append({"block": name, "accuracy": accuracy(model, x, y)})
+    rng = random.Random(seed)
+    for k in range(1, len(names) + 1):
+        accuracies = []
+        for _ in range(draws):
+            with removed(model, rng.sample(names, k)):
+                accuracies.append(accuracy(model, x, y))
+        result["k"].append({"k": k, "mean": statistics.fmean(accuracies),
+                            "std": statistics.pstdev(accuracies)})
+    return result
