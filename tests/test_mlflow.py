@@ -7,11 +7,11 @@ import json
 import pytest
 from conftest import run_cli, single_run_dir
 
-mlflow = pytest.importorskip("mlflow", reason="logger=mlflow needs mlflow-skinny (the dev extra)")
-
 
 @pytest.mark.slow
 def test_a_run_and_its_resume_are_one_mlflow_run_with_name_tags_metrics_and_figures(tmp_path):
+    # imported here, not at collection: MLflow takes seconds to import, in every worker
+    pytest.importorskip("mlflow", reason="logger=mlflow needs mlflow-skinny (the dev extra)")
     from mlflow.tracking import MlflowClient
 
     args = ["trainer=smoke", "logger=[tensorboard,mlflow]", "tags=[baseline,digits]",
