@@ -33,8 +33,8 @@ test-fast: install ## the tests that start no training run, sweep or compile (be
 test-under-load: install ## the whole suite beside 4 busy processes per core, as on shared CI
 	$(PY) scripts/stress_cpu.py --per-core 4 -- $(PY) -m pytest $(TEST_WORKERS) $(ARGS)
 
-tensorboard: install ## serve every run under outputs/ on http://127.0.0.1:6006
-	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1
+tensorboard: install ## serve the runs and sweeps under outputs/ (not outputs/debug/) on :6006
+	$(VENV)/bin/tensorboard --logdir_spec runs:outputs/runs,multirun:outputs/multirun --host 127.0.0.1
 
 lint: install ## ruff over the package, tests and scripts
 	$(VENV)/bin/ruff check resnet_exp hydra_plugins tests scripts

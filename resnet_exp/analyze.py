@@ -11,8 +11,12 @@ and the first N images of its own test split, prepared as in its test. No flag: 
                first run and each other one (e.g. plain-56 and ResNet-56)
 
 Results go to RUN_DIR/analysis/<name>.json and .png, and to TensorBoard as images of the run
-(RUN_DIR/tensorboard/analysis). A standalone command rather than a Hydra config group: it reads
-finished run folders, as eval and reproduce do, and composes nothing new.
+(RUN_DIR/tensorboard/analysis). Each JSON's "summary" reaches the report as analysis/<key>:
+    python -m resnet_exp.report RUN_DIR... --metric analysis/lesion_one_block_mean \
+        --metric analysis/sharpness --metric analysis/landscape_rise_at_half_span
+
+A standalone command rather than a Hydra config group: it reads finished run folders, as eval
+and reproduce do, and composes nothing new.
 """
 
 from __future__ import annotations
@@ -66,15 +70,31 @@ def run(name: str, model, x, y, args, others=()) -> dict:
         if not lesion.blocks(model):
             raise UserError(f"--lesion: {type(model).__name__} has no residual-style blocks "
                             "(ResNet or VGG blocks) to remove")
-        return lesion.lesion(model, x, y, draws=args.draws)
+        result = lesion.lesion(model, x, y, draws=args.draws)
+        single = [b["accuracy"] for b in result["blocks"]]
+        return result | {"summary": {"accuracy": result["accuracy"],
+                                     "lesion_one_block_mean": sum(single) / len(single),
+                                     "lesion_one_block_min": min(single)}}
     if name == "landscape":
-        return landscape.landscape(model, x, y, args.points, args.grid, args.span)
+        result = landscape.landscape(model, x, y, args.points, args.grid, args.span)
+        alphas, loss = result["alphas"], result["loss_1d"]
+
+        def at(alpha: float) -> float:
+            return loss[min(range(len(alphas)), key=lambda i: abs(alphas[i] - alpha))]
+
+        # how far the loss climbs half-way out along the direction, both ways on average
+        rise = (at(-args.span / 2) + at(args.span / 2)) / 2 - at(0.0)
+        return result | {"summary": {"landscape_rise_at_half_span": rise}}
     if name == "sharpness":
-        return sharpness.sharpness(model, x, y, iterations=args.iterations, tol=args.tol)
+        result = sharpness.sharpness(model, x, y, iterations=args.iterations, tol=args.tol)
+        return result | {"summary": {"sharpness": result["eigenvalue"]}}
     matrices = {"self": cka.cka_matrix(model, model, x)}
     for other_dir, other in others:
         matrices[str(other_dir)] = cka.cka_matrix(model, other, x)
-    return {"matrices": matrices}
+    own = matrices["self"]["cka"]
+    adjacent = [own[i][i + 1] for i in range(len(own) - 1)]
+    return {"matrices": matrices,
+            "summary": {"cka_adjacent_mean": sum(adjacent) / max(len(adjacent), 1)}}
 
 
 def figure(name: str, result: dict, title: str):

@@ -140,6 +140,13 @@ def test_analyze_writes_each_analysis_of_a_finished_run(smoke_run_copy, tmp_path
     cross = cka["matrices"][str(other)]["cka"]
     assert all(cross[i][i] == pytest.approx(1.0) for i in range(len(cross)))
     assert list((smoke_run_copy / "tensorboard" / "analysis").glob("events.out.tfevents.*"))
+    # the report reads each analysis's summary as analysis/<key>, beside the metrics
+    from resnet_exp import report
+
+    rep = report.report([str(smoke_run_copy)], tmp_path / "rep", figures=False,
+                        metrics=["analysis/sharpness", "analysis/lesion_one_block_mean"])
+    sharp = json.loads((out / "sharpness.json").read_text())["eigenvalue"]
+    assert f"{sharp:.4g}" in (rep / "report.md").read_text()
 
 
 def test_analyze_says_in_one_line_what_is_wrong(tmp_path, capsys):

@@ -24,8 +24,8 @@ How each kind runs, cheaply but as a user would:
   a list of jobs: its parameters are parsed with Hydra's override parser, as the Optuna sweeper
   reads them. Then the first job goes through the real CLI with `--cfg job`, which also passes
   `resume=true` through `__main__`. Launchers (joblib, SLURM) are composed, never started.
-- `python -m resnet_exp.eval`, `.reproduce`, `.report`, `.analyze` and `resume=<folder>` run for real
-  against a smoke run and a two-job smoke sweep made once for the module
+- `python -m resnet_exp.eval`, `.reproduce`, `.report`, `.analyze` and `resume=<folder>` run for
+  real against a smoke run and a two-job smoke sweep made once for the module
   (`trainer=smoke callbacks=lean`, a few CPU batches of the embedded digits). Marked slow.
 
 Shell-only lines (`make`, `tensorboard`, `sbatch`, `optuna`, `python scripts/...`) are not run.

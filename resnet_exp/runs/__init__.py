@@ -10,6 +10,8 @@
     <run>/gradient_flow.csv       per-epoch gradient statistics per layer (callbacks/gradflow.py)
     <run>/figures/                PNGs: gradient flow, confusion matrix, predictions, augmentation
     <run>/eval/<date>_<time>/     one folder per `python -m resnet_exp.eval` of this run
+    <run>/analysis/<name>.json    `python -m resnet_exp.analyze`: lesion, landscape, sharpness,
+                                  cka; each with a "summary" the report reads as analysis/*
 
 Runs live in outputs/runs/, sweeps in outputs/multirun/, debug=* runs in outputs/debug/ (which a
 report of outputs/ leaves out).
@@ -38,4 +40,5 @@ GRADIENT_FLOW_COLUMNS = ("epoch", "index", "layer", "mean_abs_grad", "grad_l2_no
 FIGURES_DIR = "figures"
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of a sweep folder
 STATUSES = ("running", "finished", "failed", "interrupted")
+ANALYSIS_DIR = "analysis"
 DEBUG_DIR = "debug"  # outputs/debug/: the debug=* runs (conf/_base_debug.yaml), kept apart

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_exp import config
-from resnet_exp.runs import METRICS_FILE, RUN_FILE, read
+from resnet_exp.runs import ANALYSIS_DIR, METRICS_FILE, RUN_FILE, read
 
 # runs: below this, reading event files in a process pool costs more than it saves
 PARALLEL_FROM = 16
@@ -59,6 +59,17 @@ class Run:
         return config.text(self._choices[key]) if key in self._choices else "-"
 
 
+def analysis_summaries(path: Path) -> dict:
+    found = {}
+    for result in sorted((path / ANALYSIS_DIR).glob("*.json")):
+        try:
+            summary = read.read_json(result).get("summary") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        found.update({f"analysis/{k}": v for k, v in summary.items()})
+    return found
+
+
 def read_run(path: Path) -> Run:
     """A run folder as the report and the sweep table see it; never raises on a damaged one."""
     try:
@@ -74,6 +85,8 @@ def read_run(path: Path) -> Run:
             status = "finished, no metrics.json"
     except (OSError, ValueError):
         status = "unreadable metrics.json"
+    if metrics:  # the headline numbers of `python -m resnet_exp.analyze`, as analysis/<key>
+        metrics = {**metrics, **analysis_summaries(path)}
     try:
         settings = config.overrides_dict(read.read_overrides(path))
         saved = read.read_saved_config(path)
