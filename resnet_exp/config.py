@@ -59,19 +59,21 @@ def overrides_dict(overrides: list[str]) -> dict[str, str]:
     return found
 
 
-JOB_FOLDER_CHARS = 100  # the overrides part of a sweep job's folder name, at most
+JOB_FOLDER_CHARS = 150  # the overrides part of a sweep job's folder name, at most
 
 
 def job_folder(num: int, override_dirname: str) -> str:
     """A sweep job's folder: its number and its overrides with each key cut to its last part,
     so TensorBoard's run list says what each run is (resolver `job_folder`, conf/hydra/).
 
-    >>> job_folder(3, "model.residual=true,model=vgg08,optimizer.lr=0.1,seed=2")
+    >>> job_folder(3, "data.root=/data/c10,model.residual=true,model=vgg08,optimizer.lr=0.1,seed=2")
     '3_residual=true,model=vgg08,lr=0.1,seed=2'
     """
     items = []
     for item in override_dirname.split(",") if override_dirname else []:
         key, sep, value = item.partition("=")
+        if "/" in value:  # a path (data.root, model.weights): where, not what; and long
+            continue
         items.append(f"{key.lstrip('+~').rsplit('.', 1)[-1]}{sep}{value}")
     name = ",".join(items).replace("/", "_")[:JOB_FOLDER_CHARS]
     return f"{num}_{name}" if name else str(num)

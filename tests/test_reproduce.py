@@ -46,6 +46,7 @@ def test_a_reproduction_matches_exactly_and_says_what_it_reproduces(original, tm
     assert result.returncode == 0, result.stderr[-3000:]
     out = " ".join(result.stdout.split())
     assert "identical: all" in out and "metrics (time/* aside)" in out
+    assert "config tree has changed" not in result.stderr, result.stderr[-2000:]
     run = new_run(tmp_path)
     assert run.name.endswith("_resnet20_digits")
     info = json.loads((run / "run.json").read_text())

@@ -163,7 +163,9 @@ def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None
         cfg = config.compose(overrides, output_dir, with_hydra=True)
     trust.check(cfg, source=str(run_dir), trust=allow)  # the hydra node too: its callbacks run
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    changed = drift(saved, task, extra + kept)
+    # the thread count replay_overrides pins from run.json differs from the saved `auto` by design
+    pinned = [o for o in overrides if config.override_key(o) == "cpu_threads"]
+    changed = drift(saved, task, extra + kept + pinned)
     if changed:
         shown = "\n  ".join(changed[:10]) + (f"\n  ... {len(changed) - 10} more"
                                              if len(changed) > 10 else "")
