@@ -2,7 +2,8 @@
 [--cka] [--images N]`: why a trained network behaves as it does (resnet_exp/analysis/).
 
 Each analysis reads the run's best checkpoint (weights_only) into the model its config builds,
-and the first N images of its own test split, prepared as in its test. No flag: all four.
+and N images of its own test split (a fixed random subset, seed 0: the same images for every
+run of a study), prepared as in its test. No flag: all four.
 
     lesion     accuracy with each block's residual branch removed, and k random ones
     landscape  loss along 1 and 2 filter-normalised random directions (--points, --grid)
@@ -52,15 +53,15 @@ def trained(run_dir: Path, images: int, trust: bool = False):
     parts.module.load_state_dict(checkpoint["state_dict"])
     data = parts.datamodule
     data.setup("test")
-    xs, ys, have = [], [], 0
-    for x, y in data.test_dataloader():
-        x, y = data.prepare_batch(x, y)
-        xs.append(x)
-        ys.append(y)
-        have += len(y)
-        if have >= images:
-            break
-    return parts.model.eval(), torch.cat(xs)[:images], torch.cat(ys)[:images]
+    # a fixed random subset (seed 0), the same for every run of a study: the test split is often
+    # ordered by class, and its first N images would all be airplanes
+    split = data.test_set
+    chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:images]
+    items = [split[int(i)] for i in chosen.sort().values]
+    x = torch.stack([item[0] for item in items])
+    y = torch.as_tensor([int(item[1]) for item in items])
+    x, y = data.prepare_batch(x, y)
+    return parts.model.eval(), x, y
 
 
 def run(name: str, model, x, y, args, others=()) -> dict:
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     for name in ANALYSES:
         parser.add_argument(f"--{name}", action="store_true")
-    parser.add_argument("--images", type=int, default=500, help="test images used (first N)")
+    parser.add_argument("--images", type=int, default=500,
+                        help="test images used (a fixed random subset)")
     parser.add_argument("--draws", type=int, default=5, help="lesion: random draws per k")
     parser.add_argument("--points", type=int, default=51, help="landscape: 1D points")
     parser.add_argument("--grid", type=int, default=21, help="landscape: 2D grid side")
