@@ -26,7 +26,7 @@ def filter_normalized_direction(model: nn.Module, generator: torch.Generator) ->
 
 
 @torch.no_grad()
-def _loss_and_accuracy(model, x, y, criterion, batch_size: int = 500) -> tuple[float, float]:
+def loss_and_accuracy(model, x, y, criterion, batch_size: int = 500) -> tuple[float, float]:
     loss = right = 0.0
     for i in range(0, len(x), batch_size):
         logits = model(x[i:i + batch_size])
@@ -48,7 +48,7 @@ def surface(model: nn.Module, x: torch.Tensor, y: torch.Tensor, directions: list
             for name, p in params.items():
                 p.copy_(original[name] + sum(c * d[name] for c, d in zip(point, directions,
                                                                          strict=True)))
-            results.append(_loss_and_accuracy(model, x, y, criterion))
+            results.append(loss_and_accuracy(model, x, y, criterion))
     finally:
         for name, p in params.items():
             p.copy_(original[name])

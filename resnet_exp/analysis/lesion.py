@@ -15,11 +15,11 @@ import statistics
 from collections.abc import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv
 
-from resnet_exp.models.resnet import NoShortcut
+from resnet_exp.analysis.landscape import loss_and_accuracy
+from resnet_exp.models.resnet import NoShortcut, ZeroPadShortcut
 from resnet_exp.models.vgg import VGGBlock
 
 BLOCKS = (tv.BasicBlock, tv.Bottleneck, VGGBlock)
@@ -44,10 +44,9 @@ def shortcut(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     downsample = block.downsample
     if downsample is None:
         return torch.relu(x)
-    if isinstance(downsample, NoShortcut):  # a plain block: the identity, shaped to fit
+    if isinstance(downsample, NoShortcut):  # a plain block: option A's identity, shaped to fit
         stride, channels = _out_shape(block)
-        identity = x[:, :, ::stride, ::stride]
-        return torch.relu(F.pad(identity, (0, 0, 0, 0, 0, channels - identity.shape[1])))
+        return torch.relu(ZeroPadShortcut(channels - x.shape[1], stride)(x))
     return torch.relu(downsample(x))
 
 
@@ -64,11 +63,8 @@ def removed(model: nn.Module, names: Iterable[str]):
             hook.remove()
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    right = sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-                for i in range(0, len(x), batch_size))
-    return right / len(x)
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return loss_and_accuracy(model, x, y, nn.CrossEntropyLoss())[1]
 
 
 def lesion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int = 5,
