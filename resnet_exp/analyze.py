@@ -16,8 +16,10 @@ Results go to RUN_DIR/analysis/<name>.json and .png, and to TensorBoard as image
     python -m resnet_exp.report RUN_DIR... --metric analysis/lesion_one_block_mean \
         --metric analysis/sharpness --metric analysis/landscape_rise_at_half_span
 
-A standalone command rather than a Hydra config group: it reads finished run folders, as eval
-and reproduce do, and composes nothing new.
+Both a command and a config group. The command reads finished run folders, as eval and
+reproduce do, and composes nothing new; it alone sees several runs at once (CKA between them).
+The group (`analysis=all`, or one of them: conf/analysis/) runs the same `Analyses` when a run,
+or each job of a study, ends, so a study's sweep leaves its answers beside its metrics.
 """
 
 from __future__ import annotations
@@ -26,21 +28,37 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from resnet_exp.errors import UserError, command
-from resnet_exp.runs import read
+from resnet_exp.runs import CHECKPOINT_DIR, read
 from resnet_exp.runs.replay import replay
 
 ANALYSES = ("lesion", "landscape", "sharpness", "cka")
 
 
-def trained(run_dir: Path, images: int, trust: bool = False):
-    """(model in evaluation mode, images, labels) of a finished run."""
+def test_subset(datamodule, images: int):
+    """`images` images of the data module's test split, prepared as in its test: a fixed random
+    subset (seed 0), the same for every run of a study. The split is often ordered by class,
+    and its first N images would all be airplanes."""
     import torch
 
+    datamodule.setup("test")
+    split = datamodule.test_set
+    chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:images]
+    items = [split[int(i)] for i in chosen.sort().values]
+    x = torch.stack([item[0] for item in items])
+    y = torch.as_tensor([int(item[1]) for item in items])
+    return datamodule.prepare_batch(x, y)
+
+
+def trained(run_dir: Path, images: int, trust: bool = False):
+    """(model in evaluation mode, images, labels) of a finished run, from its best checkpoint."""
     from resnet_exp import checkpoints
     from resnet_exp.train import assemble
 
@@ -51,51 +69,131 @@ def trained(run_dir: Path, images: int, trust: bool = False):
     checkpoint = checkpoints.load(ckpt)
     checkpoints.check_compatible(parts.module, checkpoint, ckpt)
     parts.module.load_state_dict(checkpoint["state_dict"])
-    data = parts.datamodule
-    data.setup("test")
-    # a fixed random subset (seed 0), the same for every run of a study: the test split is often
-    # ordered by class, and its first N images would all be airplanes
-    split = data.test_set
-    chosen = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:images]
-    items = [split[int(i)] for i in chosen.sort().values]
-    x = torch.stack([item[0] for item in items])
-    y = torch.as_tensor([int(item[1]) for item in items])
-    x, y = data.prepare_batch(x, y)
-    return parts.model.eval(), x, y
+    return (parts.model.eval(), *test_subset(parts.datamodule, images))
 
 
-def run(name: str, model, x, y, args, others=()) -> dict:
-    from resnet_exp.analysis import cka, landscape, lesion, sharpness
+@dataclass
+class Analyses:
+    """The analyses to run and their knobs: a run's `analysis` group at its end (conf/analysis/),
+    or the flags of `python -m resnet_exp.analyze` on finished runs."""
 
-    if name == "lesion":
-        if not lesion.blocks(model):
-            raise UserError(f"--lesion: {type(model).__name__} has no residual-style blocks "
+    names: Sequence[str] = field(default_factory=lambda: list(ANALYSES))
+    images: int = 500  # test images used (a fixed random subset)
+    draws: int = 5  # lesion: random draws per k
+    points: int = 51  # landscape: 1D points
+    grid: int = 21  # landscape: 2D grid side
+    span: float = 1.0  # landscape: -span..span
+    iterations: int = 100  # sharpness: at most
+    tol: float = 1e-3  # sharpness: relative change
+
+    def __post_init__(self):
+        unknown = [n for n in self.names if n not in ANALYSES]
+        if unknown or not self.names:
+            raise UserError(f"analyses {list(self.names)}: choose among {', '.join(ANALYSES)}")
+        if self.images < 4:
+            raise UserError(f"{self.images} images: CKA's estimator needs at least 4")
+
+    def check(self, model) -> None:
+        """Refuse, before any training, an analysis the model cannot have."""
+        from resnet_exp.analysis import lesion
+
+        if "lesion" in self.names and not lesion.blocks(model):
+            raise UserError(f"lesion: {type(model).__name__} has no residual-style blocks "
                             "(ResNet or VGG blocks) to remove")
-        result = lesion.lesion(model, x, y, draws=args.draws)
-        single = [b["accuracy"] for b in result["blocks"]]
-        return result | {"summary": {"accuracy": result["accuracy"],
-                                     "lesion_one_block_mean": sum(single) / len(single),
-                                     "lesion_one_block_min": min(single)}}
-    if name == "landscape":
-        result = landscape.landscape(model, x, y, args.points, args.grid, args.span)
-        alphas, loss = result["alphas"], result["loss_1d"]
 
-        def at(alpha: float) -> float:
-            return loss[min(range(len(alphas)), key=lambda i: abs(alphas[i] - alpha))]
+    def cost(self, name: str, model, others: int) -> int:
+        """How many steps (evaluations, Hessian-vector products, CKA rows) `name` takes."""
+        from resnet_exp.analysis import cka, lesion
 
-        # how far the loss climbs half-way out along the direction, both ways on average
-        rise = (at(-args.span / 2) + at(args.span / 2)) / 2 - at(0.0)
-        return result | {"summary": {"landscape_rise_at_half_span": rise}}
-    if name == "sharpness":
-        result = sharpness.sharpness(model, x, y, iterations=args.iterations, tol=args.tol)
-        return result | {"summary": {"sharpness": result["eigenvalue"]}}
-    matrices = {"self": cka.cka_matrix(model, model, x)}
-    for other_dir, other in others:
-        matrices[str(other_dir)] = cka.cka_matrix(model, other, x)
-    own = matrices["self"]["cka"]
-    adjacent = [own[i][i + 1] for i in range(len(own) - 1)]
-    return {"matrices": matrices,
-            "summary": {"cka_adjacent_mean": sum(adjacent) / max(len(adjacent), 1)}}
+        return {"lesion": lambda: lesion.evaluations(model, self.draws),
+                "landscape": lambda: self.points + self.grid ** 2,
+                "sharpness": lambda: self.iterations,
+                "cka": lambda: len(cka.layers(model)) * (1 + others)}[name]()
+
+    def one(self, name: str, model, x, y, others=(), advance=lambda: None) -> dict:
+        from resnet_exp.analysis import cka, landscape, lesion, sharpness
+
+        if name == "lesion":
+            self.check(model)
+            result = lesion.lesion(model, x, y, draws=self.draws, advance=advance)
+            single = [b["accuracy"] for b in result["blocks"]]
+            return result | {"summary": {"accuracy": result["accuracy"],
+                                         "lesion_one_block_mean": sum(single) / len(single),
+                                         "lesion_one_block_min": min(single)}}
+        if name == "landscape":
+            result = landscape.landscape(model, x, y, self.points, self.grid, self.span,
+                                         advance=advance)
+            alphas, loss = result["alphas"], result["loss_1d"]
+
+            def at(alpha: float) -> float:
+                return loss[min(range(len(alphas)), key=lambda i: abs(alphas[i] - alpha))]
+
+            # how far the loss climbs half-way out along the direction, both ways on average
+            rise = (at(-self.span / 2) + at(self.span / 2)) / 2 - at(0.0)
+            return result | {"summary": {"landscape_rise_at_half_span": rise}}
+        if name == "sharpness":
+            result = sharpness.sharpness(model, x, y, iterations=self.iterations, tol=self.tol,
+                                         advance=advance)
+            return result | {"summary": {"sharpness": result["eigenvalue"]}}
+        matrices = {"self": cka.cka_matrix(model, model, x, advance=advance)}
+        for other_dir, other in others:
+            matrices[str(other_dir)] = cka.cka_matrix(model, other, x, advance=advance)
+        own = matrices["self"]["cka"]
+        adjacent = [own[i][i + 1] for i in range(len(own) - 1)]
+        return {"matrices": matrices,
+                "summary": {"cka_adjacent_mean": sum(adjacent) / max(len(adjacent), 1)}}
+
+    def write(self, run_dir: Path, model, x, y, others=()) -> dict:
+        """Each analysis of the run's `model` on (x, y), into RUN_DIR/analysis/ and the run's
+        TensorBoard, with a progress bar; CKA also against each of `others` ((dir, model))."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        from torch.utils.tensorboard import SummaryWriter
+
+        from resnet_exp import console, figures
+
+        out = run_dir / "analysis"
+        out.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(run_dir / "tensorboard" / "analysis"))
+        done = {}
+        columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        try:
+            for name in self.names:
+                started = time.perf_counter()
+                # piped output gets the one line below per analysis, not a bar's frames
+                with Progress(*columns, console=console.console, transient=True,
+                              disable=not console.console.is_terminal) as bar:
+                    task = bar.add_task(f"{run_dir.name}: {name}",
+                                        total=self.cost(name, model, len(others)))
+                    result = self.one(name, model, x, y, others, partial(bar.advance, task))
+                result["seconds"] = time.perf_counter() - started
+                result["images"] = len(y)
+                (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+                fig = figure(name, result, f"{run_dir.name}: {name}")
+                if fig is not None:
+                    figures.save(fig, out / f"{name}.png", writer, f"analysis/{name}")
+                done[name] = result
+                console.console.print(f"{run_dir.name}: {name} in {result['seconds']:.1f} s "
+                                      f"-> {out / (name + '.json')}", markup=False)
+        finally:
+            writer.close()
+        return done
+
+    def after_training(self, run_dir: Path, module, datamodule) -> dict:
+        """At the end of a run: its best checkpoint (or, without one, the weights in hand)."""
+        from resnet_exp import checkpoints
+
+        best = run_dir / CHECKPOINT_DIR / "best.ckpt"
+        if best.is_file():
+            module.load_state_dict(checkpoints.load(best)["state_dict"])
+        model = module.model.eval()
+        return self.write(run_dir, model, *test_subset(datamodule, self.images))
+
+    def __call__(self, run_dirs: list[Path], trust: bool = False) -> dict[Path, dict]:
+        """Each finished run folder; CKA of the first against each other one too."""
+        models = [(d, *trained(d, self.images, trust)) for d in run_dirs]
+        return {run_dir: self.write(run_dir, model, x, y,
+                                    [(d, m) for d, m, _, _ in models[1:]] if i == 0 else [])
+                for i, (run_dir, model, x, y) in enumerate(models)}
 
 
 def figure(name: str, result: dict, title: str):
@@ -133,35 +231,6 @@ def figure(name: str, result: dict, title: str):
     return fig
 
 
-def analyze(run_dirs: list[Path], names: tuple[str, ...], args) -> dict[Path, dict]:
-    from torch.utils.tensorboard import SummaryWriter
-
-    from resnet_exp import console, figures
-
-    models = [(d, *trained(d, args.images, args.trust)) for d in run_dirs]
-    done: dict[Path, dict] = {}
-    for i, (run_dir, model, x, y) in enumerate(models):
-        out = run_dir / "analysis"
-        out.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(run_dir / "tensorboard" / "analysis"))
-        done[run_dir] = {}
-        for name in names:
-            started = time.perf_counter()
-            others = [(d, m) for d, m, _, _ in models if d != run_dir] if i == 0 else []
-            result = run(name, model, x, y, args, others)
-            result["seconds"] = time.perf_counter() - started
-            result["images"] = len(y)
-            (out / f"{name}.json").write_text(json.dumps(result, indent=1))
-            fig = figure(name, result, f"{run_dir.name}: {name}")
-            if fig is not None:
-                figures.save(fig, out / f"{name}.png", writer, f"analysis/{name}")
-            done[run_dir][name] = result
-            console.console.print(f"{run_dir.name}: {name} in {result['seconds']:.1f} s "
-                                  f"-> {out / (name + '.json')}", markup=False)
-        writer.close()
-    return done
-
-
 @command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resnet_exp.analyze",
@@ -169,21 +238,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     for name in ANALYSES:
         parser.add_argument(f"--{name}", action="store_true")
-    parser.add_argument("--images", type=int, default=500,
-                        help="test images used (a fixed random subset)")
-    parser.add_argument("--draws", type=int, default=5, help="lesion: random draws per k")
-    parser.add_argument("--points", type=int, default=51, help="landscape: 1D points")
-    parser.add_argument("--grid", type=int, default=21, help="landscape: 2D grid side")
-    parser.add_argument("--span", type=float, default=1.0, help="landscape: -span..span")
-    parser.add_argument("--iterations", type=int, default=100, help="sharpness: at most")
-    parser.add_argument("--tol", type=float, default=1e-3, help="sharpness: relative change")
+    knobs = Analyses()
+    for knob, what in (("images", "test images used (a fixed random subset)"),
+                       ("draws", "lesion: random draws per k"), ("points", "landscape: 1D points"),
+                       ("grid", "landscape: 2D grid side"), ("span", "landscape: -span..span"),
+                       ("iterations", "sharpness: at most"), ("tol", "sharpness: relative change")):
+        default = getattr(knobs, knob)
+        parser.add_argument(f"--{knob}", type=type(default), default=default, help=what)
     parser.add_argument("--trust", action="store_true",
                         help="accept _target_ entries outside the allow-list (runs/trust.py)")
     args = parser.parse_args(argv)
-    if args.images < 4:
-        raise UserError(f"--images {args.images}: CKA's estimator needs at least 4 images")
-    names = tuple(n for n in ANALYSES if getattr(args, n)) or ANALYSES
-    analyze(args.run_dirs, names, args)
+    names = [n for n in ANALYSES if getattr(args, n)] or list(ANALYSES)
+    knobs = {k: getattr(args, k) for k in vars(knobs) if k != "names"}
+    Analyses(names, **knobs)(args.run_dirs, args.trust)
     return 0
 
 

@@ -18,7 +18,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The config groups (conf/ folders a run chooses an option of), in the order a reader follows a
 # run: the console's config tree, TensorBoard's HPARAMS columns.
 GROUPS = ("experiment", "data", "augmentation", "model", "optimizer", "scheduler", "trainer",
-          "callbacks", "logger", "debug", "hparams_search")
+          "callbacks", "logger", "debug", "hparams_search", "analysis")
 
 
 def _parser():

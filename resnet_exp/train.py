@@ -196,6 +196,11 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
     with record.recording():
         parts = assemble(cfg, resume_from=resume_from)
         trainer, module, model = parts.trainer, parts.module, parts.model
+        # after training, on the best checkpoint (resnet_exp/analyze.py); refused now if the
+        # model cannot have one of them
+        analyses = build(cfg.analysis, "analysis") if cfg.get("analysis") else None
+        if analyses is not None:
+            analyses.check(model)
         distributed.check_launch(trainer, multirun=hydra_cfg.mode == RunMode.MULTIRUN)
         for logger in parts.loggers:  # resume= continues the same MLflow run
             if isinstance(logger, MLFlowLogger) and rank_zero:
@@ -217,6 +222,8 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
         for callback in trainer.callbacks:  # nested results (perclass.py), after the flat hparams
             metrics.update(getattr(callback, "run_metrics", None) or {})
         record.finish(metrics)
+    if analyses is not None and rank_zero:  # the run is finished whatever they do
+        analyses.after_training(run_dir, module, parts.datamodule)
     summary = {k: metrics[k] for k in ("test/acc", "test_last/acc", "best_epoch", "epochs")
                if k in metrics}
     summary["time"] = f"{metrics['time/total_s']:.1f} s"

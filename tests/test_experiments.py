@@ -134,6 +134,44 @@ def test_cifar_studies_run_under_smoke(tmp_path, cifar_folder, experiment):
     smoke_run(tmp_path, experiment, cifar=cifar_folder)
 
 
+# the analyses on a handful of images, at the cheapest settings that still run each one
+ANALYSIS = ["analysis=all", "analysis.images=16", "analysis.draws=1", "analysis.points=3",
+            "analysis.grid=2", "analysis.iterations=2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["residual_vs_standard_blocks", "vgg_depth_sweep_cifar100"])
+def test_the_residual_studies_run_their_analyses_when_asked(tmp_path, cifar_folder, experiment):
+    """`analysis=all` runs the four analyses on the run's best checkpoint once it has finished:
+    their results in RUN_DIR/analysis/, which the report reads as analysis/<key>."""
+    import json
+
+    text = (CONF / "experiment" / f"{experiment}.yaml").read_text().split("\ndefaults:")[0]
+    assert "analysis=all" in text, "the header says how to run the analyses"
+    smoke_run(tmp_path, experiment, *ANALYSIS, cifar=cifar_folder)
+    # ResNet-56: 3 stages of 9 blocks; VGG38: 3 stages of 5 blocks and a downsampling one
+    blocks = 27 if experiment == "residual_vs_standard_blocks" else 18
+    lesion = json.loads((tmp_path / "analysis" / "lesion.json").read_text())
+    assert len(lesion["blocks"]) == blocks and lesion["images"] == 16
+    assert len(json.loads((tmp_path / "analysis" / "landscape.json").read_text())["loss_2d"]) == 2
+    for name in ("sharpness", "cka"):
+        assert "summary" in json.loads((tmp_path / "analysis" / f"{name}.json").read_text())
+    assert read.read_json(tmp_path / runs.RUN_FILE)["status"] == "finished"
+
+
+def test_an_analysis_the_model_cannot_have_is_refused_before_training(tmp_path):
+    from resnet_exp.errors import UserError
+
+    cfg = compose_config(["model=baseline_cnn", "analysis=lesion", "trainer=smoke"], tmp_path)
+    try:
+        with pytest.raises(UserError, match="BaselineCNN has no residual-style blocks"):
+            train(cfg)
+    finally:
+        GlobalHydra.instance().clear()
+    assert not (tmp_path / runs.CHECKPOINT_DIR).exists()
+    assert read.read_json(tmp_path / runs.RUN_FILE)["status"] == "failed"
+
+
 @pytest.mark.slow
 def test_imagenet_study_runs_under_smoke(tmp_path):
     imagenet = image_folder(tmp_path / "imagenet", {"train": 6, "val": 2},

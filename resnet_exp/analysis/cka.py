@@ -11,6 +11,8 @@ are single-author packages, and the estimator is a dozen lines whose properties 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -37,15 +39,19 @@ def cka(xs: list[torch.Tensor], ys: list[torch.Tensor]) -> float:
     return float(kl / torch.sqrt(kk * ll))
 
 
+def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers compared: every block, or, for a model without blocks, every top-level child."""
+    return blocks(model) or list(model.named_children())
+
+
 @torch.no_grad()
 def features(model: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[list[str], list]:
-    """The output of every block (or, for a model without blocks, every top-level child), batch
-    by batch: (layer names, [per layer: [per batch: tensor]])."""
-    layers = blocks(model) or list(model.named_children())
-    seen: dict[str, list] = {name: [] for name, _ in layers}
+    """The output of every layer (`layers`), batch by batch: (layer names, [per layer: [per
+    batch: tensor]])."""
+    seen: dict[str, list] = {name: [] for name, _ in layers(model)}
     hooks = [module.register_forward_hook(
         lambda m, i, out, name=name: seen[name].append(out.detach()))
-        for name, module in layers]
+        for name, module in layers(model)]
     try:
         for i in range(0, len(x), batch_size):
             model(x[i:i + batch_size])
@@ -56,9 +62,13 @@ def features(model: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[list[s
 
 
 def cka_matrix(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor,
-               batch_size: int = 100) -> dict:
-    """CKA between every layer of `model_a` and every layer of `model_b` on the same images."""
+               batch_size: int = 100, advance: Callable[[], object] = lambda: None) -> dict:
+    """CKA between every layer of `model_a` and every layer of `model_b` on the same images;
+    `advance` is called after each row (a layer of `model_a`)."""
     names_a, a = features(model_a, x, batch_size)
     names_b, b = (names_a, a) if model_b is model_a else features(model_b, x, batch_size)
-    return {"layers_a": names_a, "layers_b": names_b,
-            "cka": [[cka(fa, fb) for fb in b] for fa in a]}
+    rows = []
+    for fa in a:
+        rows.append([cka(fa, fb) for fb in b])
+        advance()
+    return {"layers_a": names_a, "layers_b": names_b, "cka": rows}

@@ -7,6 +7,8 @@ directions set to zero as in the paper; the loss and accuracy at w + a d1 (+ b d
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -37,8 +39,10 @@ def loss_and_accuracy(model, x, y, criterion, batch_size: int = 500) -> tuple[fl
 
 @torch.no_grad()
 def surface(model: nn.Module, x: torch.Tensor, y: torch.Tensor, directions: list[dict],
-            coordinates: list[tuple[float, ...]], criterion=None) -> list[tuple[float, float]]:
-    """(loss, accuracy) at each point w + sum_k c_k d_k; the weights are restored after."""
+            coordinates: list[tuple[float, ...]], criterion=None,
+            advance: Callable[[], object] = lambda: None) -> list[tuple[float, float]]:
+    """(loss, accuracy) at each point w + sum_k c_k d_k, calling `advance` after each; the
+    weights are restored after."""
     criterion = criterion or nn.CrossEntropyLoss()
     params = dict(model.named_parameters())
     original = {name: p.detach().clone() for name, p in params.items()}
@@ -49,6 +53,7 @@ def surface(model: nn.Module, x: torch.Tensor, y: torch.Tensor, directions: list
                 p.copy_(original[name] + sum(c * d[name] for c, d in zip(point, directions,
                                                                          strict=True)))
             results.append(loss_and_accuracy(model, x, y, criterion))
+            advance()
     finally:
         for name, p in params.items():
             p.copy_(original[name])
@@ -56,14 +61,18 @@ def surface(model: nn.Module, x: torch.Tensor, y: torch.Tensor, directions: list
 
 
 def landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, points_1d: int = 51,
-              points_2d: int = 21, span: float = 1.0, seed: int = 0) -> dict:
+              points_2d: int = 21, span: float = 1.0, seed: int = 0,
+              advance: Callable[[], object] = lambda: None) -> dict:
+    """The 1D curve (`points_1d` points) and the 2D grid (`points_2d` squared): as many
+    evaluations of the model on `x`, its cost."""
     generator = torch.Generator().manual_seed(seed)
     d1 = filter_normalized_direction(model, generator)
     d2 = filter_normalized_direction(model, generator)
     line = torch.linspace(-span, span, points_1d).tolist()
     grid = torch.linspace(-span, span, points_2d).tolist()
-    one = surface(model, x, y, [d1], [(a,) for a in line])
-    two = surface(model, x, y, [d1, d2], [(a, b) for a in grid for b in grid])
+    one = surface(model, x, y, [d1], [(a,) for a in line], advance=advance)
+    two = surface(model, x, y, [d1, d2], [(a, b) for a in grid for b in grid],
+                  advance=advance)
     return {"span": span, "alphas": line, "loss_1d": [v[0] for v in one],
             "accuracy_1d": [v[1] for v in one], "grid": grid,
             "loss_2d": [[two[i * points_2d + j][0] for j in range(points_2d)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -67,21 +67,30 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return loss_and_accuracy(model, x, y, nn.CrossEntropyLoss())[1]
 
 
+def evaluations(model: nn.Module, draws: int) -> int:
+    """How many times `lesion` evaluates the model: its cost."""
+    return 1 + len(blocks(model)) * (1 + draws)
+
+
 def lesion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int = 5,
-           seed: int = 0) -> dict:
+           seed: int = 0, advance: Callable[[], object] = lambda: None) -> dict:
     """Accuracy of the whole model, with each block removed in turn, and with k random blocks
-    removed (k = 1..n, `draws` draws each: mean and standard deviation)."""
+    removed (k = 1..n, `draws` draws each: mean and standard deviation). `advance` is called
+    after each evaluation (a progress bar's)."""
     names = [name for name, _ in blocks(model)]
     result = {"accuracy": accuracy(model, x, y), "blocks": [], "k": []}
+    advance()
     for name in names:
         with removed(model, [name]):
             result["blocks"].append({"block": name, "accuracy": accuracy(model, x, y)})
+        advance()
     rng = random.Random(seed)
     for k in range(1, len(names) + 1):
         accuracies = []
         for _ in range(draws):
             with removed(model, rng.sample(names, k)):
                 accuracies.append(accuracy(model, x, y))
+            advance()
         result["k"].append({"k": k, "mean": statistics.fmean(accuracies),
                             "std": statistics.pstdev(accuracies)})
     return result

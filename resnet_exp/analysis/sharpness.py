@@ -16,9 +16,10 @@ from torch.func import functional_call, grad, jvp
 
 
 def top_eigenvalue(loss: Callable[[dict], torch.Tensor], params: dict, iterations: int = 100,
-                   tol: float = 1e-3, seed: int = 0) -> dict:
+                   tol: float = 1e-3, seed: int = 0,
+                   advance: Callable[[], object] = lambda: None) -> dict:
     """The eigenvalue of largest magnitude of the Hessian of `loss` at `params` (a dict of
-    tensors)."""
+    tensors); `advance` is called after each iteration (one Hessian-vector product)."""
     generator = torch.Generator().manual_seed(seed)
     v = {k: torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
          for k, p in params.items()}
@@ -31,13 +32,15 @@ def top_eigenvalue(loss: Callable[[dict], torch.Tensor], params: dict, iteration
         new = float(sum((hv[k] * v[k]).sum() for k in v))  # Rayleigh quotient, |v| = 1
         change = abs(new - estimate) / max(abs(new), 1e-12) if i > 1 else float("inf")
         estimate, v = new, hv
+        advance()
         if change < tol:
             break
     return {"eigenvalue": estimate, "iterations": i, "relative_change": change}
 
 
 def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iterations: int = 100,
-              tol: float = 1e-3, criterion=None) -> dict:
+              tol: float = 1e-3, criterion=None,
+              advance: Callable[[], object] = lambda: None) -> dict:
     criterion = criterion or nn.CrossEntropyLoss()
     params = {k: p.detach() for k, p in model.named_parameters()}
     buffers = {k: b.detach() for k, b in model.named_buffers()}
@@ -45,4 +48,4 @@ def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iterations: in
     def loss(p: dict) -> torch.Tensor:
         return criterion(functional_call(model, (p, buffers), (x,)), y)
 
-    return top_eigenvalue(loss, params, iterations, tol)
+    return top_eigenvalue(loss, params, iterations, tol, advance=advance)

@@ -24,9 +24,9 @@ PARALLEL_FROM = 16
 # panel -> the logged tags it can come from, first found wins (older runs: train/loss_epoch)
 CURVES = {"train/loss": ("train/loss", "train/loss_epoch"), "val/loss": ("val/loss",),
           "train/acc": ("train/acc",), "val/acc": ("val/acc",)}
-# What names, restarts or prints a run, not what it trained: never a grouping key (a key or
-# anything under it: extras.print_config).
-NOT_SETTINGS = ("seed", "resume", "name", "tags", "extras", "cpu_threads")
+# What names, restarts, prints or analyses a run, not what it trained: never a grouping key (a
+# key or anything under it: extras.print_config).
+NOT_SETTINGS = ("seed", "resume", "name", "tags", "extras", "cpu_threads", "analysis")
 
 
 @dataclass

@@ -19,13 +19,14 @@ from resnet_exp.config import GROUPS, override_key
 # the groups whose scalar settings are columns, beside the choices, seed and max_epochs
 SETTING_GROUPS = ("model", "data", "augmentation", "optimizer", "module")
 # overrides that set nothing the run trains with
-NOT_COLUMNS = ("hydra", "extras", "resume", "cpu_threads")
+NOT_COLUMNS = ("hydra", "extras", "resume", "cpu_threads", "analysis")
 
 
 def settings(cfg: DictConfig, choices: dict, overrides: Sequence[str] = ()) -> dict:
     """The group choices, the scalar settings of SETTING_GROUPS, and whatever else an override
     set; tags joined by commas."""
-    flat = {f"choice/{g}": str(choices[g]) for g in GROUPS if choices.get(g) is not None}
+    flat = {f"choice/{g}": str(choices[g]) for g in GROUPS
+            if choices.get(g) is not None and g not in NOT_COLUMNS}
     flat.update({"seed": cfg.seed, "deterministic": cfg.deterministic})
     if cfg.get("tags"):
         flat["tags"] = ",".join(map(str, cfg.tags))
