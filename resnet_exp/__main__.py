@@ -29,8 +29,8 @@ def main(cfg: DictConfig) -> float | None:
     # A failed job of a sweep is recorded as failed in its run.json, and the sweep goes on to end
     # with its table, the job marked. Hydra's basic sweeper would stop after the batch at a
     # raised error, print its traceback twice and skip the table, so that job returns NaN (a
-    # SystemExit would end a joblib worker). The Optuna sweeper records a raised error as a FAIL
-    # trial and goes on, but fails on a NaN it is told: there the error is raised.
+    # SystemExit would end a joblib worker). The Optuna sweeper (hydra_plugins/) records a raised
+    # error as a FAIL trial and goes on: there the error is raised, its traceback kept.
     returns_nan = sweep_job and "optuna" not in str(hydra_cfg.sweeper.get("_target_")).lower()
     try:
         check_run_settings(cfg)  # before torch loads (5 s): a wrong setting answers at once
@@ -52,7 +52,8 @@ def main(cfg: DictConfig) -> float | None:
         traceback.print_exc()
         return math.nan
     # The sweep objective (Optuna and other sweepers maximise it): the best validation score.
-    # NaN or None (no validation) is recorded by the Optuna sweeper as a FAIL trial.
+    # NaN or None (no validation) is recorded by the Optuna sweeper as a FAIL trial, a run its
+    # pruner stopped (status `pruned` in run.json) as PRUNED.
     return metrics.get(f"{cfg.monitor}_best", metrics.get(cfg.monitor))
 
 

@@ -21,6 +21,7 @@ from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 
 from resnet_exp import checkpoints, console, cpu_threads, distributed, speed
 from resnet_exp.callbacks import ModelCheckpoint
+from resnet_exp.callbacks.pruning import OptunaPruning
 from resnet_exp.config import check_run_settings, override_key
 from resnet_exp.errors import UserError
 from resnet_exp.loggers import record_final as record_in_mlflow
@@ -181,7 +182,7 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
     hydra_cfg = HydraConfig.get()
     resume_from = None
     if cfg.get("resume"):
-        if read.run_status(run_dir) == "finished":
+        if read.run_status(run_dir) in ("finished", "pruned"):
             return resume.finished(run_dir)  # its metrics and checkpoints stay as they are
         # last.ckpt, or None: start in the same folder
         resume_from = resume.prepare(run_dir) if rank_zero else read.last_checkpoint(run_dir)
@@ -194,7 +195,9 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
                              hydra_cfg.overrides.task, hydra_cfg.mode == RunMode.MULTIRUN)
     started = time.perf_counter()
     with record.recording():
-        parts = assemble(cfg, resume_from=resume_from)
+        pruning = OptunaPruning.for_this_job(cfg.monitor)  # a job of an Optuna search
+        parts = assemble(cfg, resume_from=resume_from,
+                         extra_callbacks=(pruning,) if pruning else ())
         trainer, module, model = parts.trainer, parts.module, parts.model
         # after training, on the best checkpoint (resnet_exp/analyze.py); refused now if the
         # model cannot have one of them
@@ -221,7 +224,7 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
                           run_dir=run_dir)
         for callback in trainer.callbacks:  # nested results (perclass.py), after the flat hparams
             metrics.update(getattr(callback, "run_metrics", None) or {})
-        record.finish(metrics)
+        record.finish(metrics, status="pruned" if pruning and pruning.pruned else "finished")
     if analyses is not None and rank_zero:  # the run is finished whatever they do
         analyses.after_training(run_dir, module, parts.datamodule)
     summary = {k: metrics[k] for k in ("test/acc", "test_last/acc", "best_epoch", "epochs")

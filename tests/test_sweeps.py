@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from conftest import ROOT, job_dir, run_cli
+from conftest import ROOT, compose_config, job_dir, run_cli
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler
 
@@ -46,8 +47,33 @@ def test_configs_compose_with_resources_from_the_trainer(compose_cfg):
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 0
     assert sweeper.storage.endswith("/optuna.db")
+    assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"
+    pruner = compose_cfg("hparams_search=cifar_resnet", "hydra/sweeper/pruner=hyperband")
+    assert pruner.hydra.sweeper.pruner._target_ == "optuna.pruners.HyperbandPruner"
     assert set(sweeper.params) == {"optimizer.lr", "optimizer.weight_decay",
                                    "module.label_smoothing"}
+
+
+def test_the_search_space_is_read_from_hydras_sweep_syntax():
+    from optuna.distributions import CategoricalDistribution as C
+    from optuna.distributions import FloatDistribution as F
+    from optuna.distributions import IntDistribution as I
+
+    from hydra_plugins.resnet_exp_sweepers.optuna_sweeper import search_space
+
+    space, fixed = search_space(
+        {"optimizer.lr": "tag(log, interval(0.01, 0.5))", "model": "choice(resnet20, resnet56)",
+         "model.depth": "range(8, 68, 30)", "seed": 1},
+        ["module.label_smoothing=interval(0, 0.2)", "optimizer.lr=range(0.5, 2.0, 0.5)",
+         "data.batch_size=64,128", "trainer.max_epochs=3", "x=tag(int, interval(1, 4))"])
+    assert space == {
+        "optimizer.lr": F(0.5, 1.5, step=0.5),  # the command line's range wins
+        "model": C(["resnet20", "resnet56"]), "model.depth": I(8, 38, step=30),
+        "seed": C([1]), "module.label_smoothing": F(0.0, 0.2),
+        "data.batch_size": C([64, 128]), "x": I(1, 4)}
+    assert fixed == ["trainer.max_epochs=3"]
+    assert search_space({"a": "tag(log, interval(1e-5, 1e-3))"}, [])[0]["a"] == F(1e-5, 1e-3,
+                                                                                   log=True)
 
 
 def test_effective_batch_and_the_local_sweep_guard():
@@ -137,49 +163,113 @@ def test_submitit_local_sweep_with_the_slurm_commands_resume_flag(tmp_path):
     assert "2 jobs in" in result.stdout
 
 
-@pytest.mark.slow
-def test_optuna_search_records_a_failing_trial_and_goes_on(tmp_path):
-    import optuna
+def dashboard_reads(storage: str) -> dict:
+    """The one study in `storage` as optuna-dashboard's app answers for it, served on a loopback
+    port of its own by wsgiref (what `optuna-dashboard` serves with too): the socket listens
+    before the first request, so nothing waits for the server to come up."""
+    import json
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-    # label smoothing above 1 makes the loss raise on the first step. With the search's
-    # TPE seed (0), the 3 random start-up trials draw 0.90, 0.97 and 1.45 from [0, 1.5].
-    result = run_cli(["-m", "hparams_search=cifar_resnet", "hydra.sweeper.n_trials=3", *SMOKE,
-                      "module.label_smoothing=interval(0.0, 1.5)"], tmp_path, timeout=300)
+    import optuna_dashboard
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, optuna_dashboard.wsgi(storage), handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        studies = json.load(urllib.request.urlopen(f"{url}/api/studies", timeout=60))
+        (study,) = studies["study_summaries"]
+        return json.load(urllib.request.urlopen(f"{url}/api/studies/{study['study_id']}",
+                                                timeout=60))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_optuna_search_records_failed_pruned_and_complete_trials_and_goes_on(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from resnet_exp.train import train
+
+    # label smoothing above 1 makes the loss raise on the first step: with the search's TPE
+    # seed (0), the random start-up trials draw 0.90, 0.97, 1.45 and 0.79 from [0, 1.5].
+    # Trial 3 is pruned after its first epoch by a test pruner (tests/prune_trials.py), so
+    # that which trial is pruned does not depend on the values 3 batches happen to reach.
+    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    search = ["hparams_search=cifar_resnet", *SMOKE, "trainer.max_epochs=2",
+              "module.label_smoothing=interval(0.0, 1.5)",
+              "hydra/sweeper/pruner=none", "hydra.sweeper.pruner._target_=prune_trials.PruneTrials"]
+    result = run_cli([*search, "hydra.sweeper.n_trials=4", "+hydra.sweeper.pruner.numbers=[3]"],
+                     tmp_path, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = sweep_dir(tmp_path)
     storage = f"sqlite:///{sweep / 'optuna.db'}"
     trials = optuna.load_study(study_name="cifar_resnet", storage=storage).trials
-    assert len(trials) == 3
     jobs = read.find_runs(sweep)
-    states = [t.state for t in trials]
-    assert optuna.trial.TrialState.FAIL in states and optuna.trial.TrialState.COMPLETE in states
+    assert len(trials) == len(jobs) == 4
+    states = {}
     for trial, job in zip(trials, jobs, strict=True):
-        failing = trial.params["module.label_smoothing"] > 1.0
         assert 0.01 <= trial.params["optimizer.lr"] <= 0.5
         info = read.read_json(job / runs.RUN_FILE)
-        if failing:
-            assert trial.state == optuna.trial.TrialState.FAIL
+        states[trial.number] = trial.state
+        if trial.params["module.label_smoothing"] > 1.0:
+            assert trial.state == TrialState.FAIL
             assert info["status"] == "failed" and "label_smoothing" in info["error"]
-        else:
-            # the objective is the run's own best validation accuracy
-            assert trial.state == optuna.trial.TrialState.COMPLETE
-            metrics = read.read_json(job / runs.METRICS_FILE)
+            continue
+        metrics = read.read_json(job / runs.METRICS_FILE)
+        # every epoch's val/acc went to the trial, through the storage, from the job's process
+        assert len(trial.intermediate_values) == metrics["epochs"]
+        if trial.number == 3:
+            assert trial.state == TrialState.PRUNED and info["status"] == "pruned"
+            assert metrics["epochs"] == 1 and "test/acc" in metrics  # stopped, then tested
+            pruned = job
+        else:  # the objective is the run's own best validation accuracy
+            assert trial.state == TrialState.COMPLETE and info["status"] == "finished"
+            assert metrics["epochs"] == 2
             assert trial.value == pytest.approx(metrics["val/acc_best"])
+    assert set(states.values()) == {TrialState.FAIL, TrialState.PRUNED, TrialState.COMPLETE}
     best = OmegaConf.load(sweep / "optimization_results.yaml")
-    assert best.best_value == max(t.value for t in trials if t.value is not None)
-    assert "3 jobs in" in result.stdout and "failed" in result.stdout
+    assert best.best_value == max(t.value for t in trials if t.state == TrialState.COMPLETE)
+    assert best.trials.pruned == 1 and best.trials.fail == sum(
+        s == TrialState.FAIL for s in states.values())
+    # the sweep table shows pruned trials apart from failed ones
+    assert "4 jobs in" in result.stdout and "failed" in result.stdout and "pruned" in result.stdout
     assert "setup plugin" not in result.stderr  # Alembic's lines as Optuna opens its database
 
-    # Continued into a new sweep folder: the trial joins the same study.
-    result = run_cli(["-m", "hparams_search=cifar_resnet", "hydra.sweeper.n_trials=1", *SMOKE,
+    # optuna-dashboard, served on loopback over the finished study, reads the pruned trial back
+    dashboard = dashboard_reads(storage)
+    shown = {t["number"]: t for t in dashboard["trials"]}
+    assert shown[3]["state"] == "Pruned" and len(shown[3]["intermediate_values"]) == 1
+    assert {t["state"] for t in shown.values()} == {"Complete", "Pruned", "Fail"}
+
+    # Resuming the pruned run does not restart it: its trial is over.
+    before = {p: p.read_bytes() for p in (pruned / runs.RUN_FILE, pruned / runs.METRICS_FILE)}
+    cfg = compose_config(["trainer=smoke", "resume=true"], pruned)
+    try:
+        assert train(cfg) == read.read_json(pruned / runs.METRICS_FILE)
+    finally:
+        GlobalHydra.instance().clear()
+    assert {p: p.read_bytes() for p in before} == before
+
+    # Continued into a new sweep folder: the trial joins the same study, at a new point.
+    result = run_cli([*search, "hydra.sweeper.n_trials=1", "+hydra.sweeper.pruner.numbers=[]",
                       f"hydra.sweeper.storage={storage}", "hydra.sweep.dir=outputs/continued"],
-                     tmp_path, timeout=300)
+                     tmp_path, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = optuna.load_study(study_name="cifar_resnet", storage=storage).trials
-    assert len(trials) == 4
+    assert len(trials) == 5
     # a new point: the continued sampler is not reseeded into the first sweep's draws
-    assert trials[3].params not in [t.params for t in trials[:3]]
-    assert read.run_status(job_dir(tmp_path / "outputs" / "continued", 0)) == "finished"
+    assert trials[4].params not in [t.params for t in trials[:4]]
+    failing = trials[4].params["module.label_smoothing"] > 1.0
+    assert read.run_status(job_dir(tmp_path / "outputs" / "continued", 0)) == (
+        "failed" if failing else "finished")
 
 
 class RankProbe(pl.Callback):

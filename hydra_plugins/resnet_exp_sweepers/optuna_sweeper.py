@@ -1,62 +1,171 @@
-"""Hydra's Optuna sweeper (hydra-optuna-sweeper), ending cleanly when no trial completed and
-proposing new points when it continues a study.
+"""An Optuna search as a Hydra sweeper, on Optuna's ask-and-tell API (Optuna >= 4).
 
-Its search ends by asking the study for the best trial, which Optuna answers with
-`ValueError: Record does not exist` when every trial failed: a traceback instead of the sweep's
-table. Here that case prints one line and the sweep ends as any other, with its table
-(resnet_exp/runs/hydra_hooks.SweepSummary), the failed trials marked.
+Why not hydra-optuna-sweeper: its last release (1.3.0) still requires optuna < 3 and with it
+SQLAlchemy 1.4, which keeps a current environment out, and it has no pruning. The config
+surface is the same (conf/hydra/sweeper/optuna.yaml): the search space in `params` with Hydra's
+sweep syntax, `direction`, `storage`, `study_name`, `n_trials`, `n_jobs`, `max_failure_rate`,
+a `sampler` and a `pruner` built by `instantiate`.
 
-A study continued from its storage (`hydra.sweeper.storage=sqlite:///.../optuna.db`) got a
-sampler seeded as the first sweep's was, still in its random start-up: it proposed trial 0's
-exact parameters again. The sampler's generators are seeded here with `seed + the number of
-trials the study has`: new points, and the same ones again for the same continuation.
+    choice(a, b) or a,b            CategoricalDistribution
+    range(1, 10) / range(0.1, 1, 0.1)   IntDistribution / FloatDistribution with its step
+    interval(0.01, 0.5)            FloatDistribution (IntDistribution with tag(int, ...))
+    tag(log, interval(...))        the same, log-uniform
 
-conf/hparams_search/*.yaml select it; it lives under `hydra_plugins/` because Hydra loads
-sweepers from that package only.
+Each batch asks `n_jobs` trials, launches them through the configured launcher (basic, joblib,
+submitit/SLURM) and tells the study how each ended: COMPLETE with the value the job returned
+(the run's best `monitor` value), FAIL for a job that raised or returned NaN or nothing, PRUNED
+for a run whose `status` is `pruned`. Pruning happens inside the job: the job's own
+`hydra.sweeper.trial` (set here, per job) is its trial's number, and
+resnet_exp/callbacks/pruning.py re-attaches to that trial through the storage, reports the
+monitored value every epoch and stops the run when the pruner says so.
+
+A continued study (`hydra.sweeper.storage=` an existing optuna.db) gets a sampler seeded with
+`seed + trials the study has`: new points, and the same ones for the same continuation (a sampler
+seeded as the first sweep's, still in its random start-up, proposed trial 0's parameters again).
+
+It lives under `hydra_plugins/` because Hydra loads sweepers from that package only.
 """
 
 from __future__ import annotations
 
+import math
 import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
-from hydra_plugins.hydra_optuna_sweeper import optuna_sweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+PRUNED = "pruned"  # the run status (run.json) of a run its pruner stopped
 
 
-def reseed(sampler, seed: int) -> None:
-    """Seed an Optuna sampler's generators (TPE: its own and its random start-up sampler's)."""
-    import numpy as np
+def distribution(override: Override):
+    """The Optuna distribution of one sweep override (the module docstring's table)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    for part in (sampler, getattr(sampler, "_random_sampler", None)):
-        if part is not None and isinstance(getattr(part, "_rng", None), np.random.RandomState):
-            part._rng = np.random.RandomState(seed)
+    value = override.value()
+    if isinstance(value, ChoiceSweep) or not override.is_sweep_override():
+        choices = list(override.sweep_iterator()) if isinstance(value, ChoiceSweep) else [value]
+        return CategoricalDistribution(choices)
+    log = "log" in value.tags
+    if isinstance(value, RangeSweep):  # from its first to its last value, as Hydra lists them
+        values = list(override.sweep_iterator())
+        if not values:
+            raise ValueError(f"{override.input_line}: an empty range")
+        kind = IntDistribution if all(isinstance(n, int) for n in (*values, value.step)) \
+            else FloatDistribution
+        return kind(values[0], values[-1], log=log, step=value.step)
+    if isinstance(value, IntervalSweep):
+        if "int" in value.tags:
+            return IntDistribution(int(value.start), int(value.end), log=log)
+        return FloatDistribution(value.start, value.end, log=log)
+    raise ValueError(f"{override.input_line}: not a search space Optuna can sample "
+                     "(choice, range, interval, or a comma list)")
 
 
-class OptunaSweeper(optuna_sweeper.OptunaSweeper):
-    _seed: int | None = None
+def search_space(params: Mapping[str, Any] | None, arguments: list[str]):
+    """(distributions by key, fixed overrides): `params` from the config, then the command
+    line's own sweeps (which replace a key's range) and fixed values."""
+    parser = OverridesParser.create()
+    from_config = parser.parse_overrides([f"{k}={v}" for k, v in (params or {}).items()])
+    space = {o.get_key_element(): distribution(o) for o in from_config}
+    fixed = []
+    for override in parser.parse_overrides(arguments):
+        if override.is_sweep_override():
+            space[override.get_key_element()] = distribution(override)
+        else:
+            fixed.append(override.input_line)
+    return space, fixed
 
-    def setup(self, *, hydra_context, task_function, config) -> None:
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self._seed = config.hydra.sweeper.sampler.get("seed")  # the sampler came built
 
-    def _trials_so_far(self) -> int:
+def run_status(job) -> str | None:
+    """The status a job's run.json records (resnet_exp.runs.record), if it has one."""
+    import json
+
+    try:
+        folder = Path(job.hydra_cfg.hydra.runtime.output_dir)
+        return json.loads((folder / "run.json").read_text()).get("status")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(self, sampler: DictConfig, pruner: DictConfig | None, direction: str,
+                 study_name: str, storage: str | None, n_trials: int, n_jobs: int,
+                 max_failure_rate: float, params: DictConfig | None = None,
+                 trial: int | None = None) -> None:
+        # `trial` is each job's own (which trial it runs), never the sweeper's
+        self.sampler_cfg, self.pruner_cfg = sampler, pruner
+        self.direction, self.study_name, self.storage = direction, study_name, storage
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
+        self.params = params
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config)
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+
+    def study(self):
         import optuna
 
-        impl = self.sweeper
-        if not impl.storage or not impl.study_name:
-            return 0
-        try:
-            return len(optuna.load_study(study_name=impl.study_name, storage=impl.storage).trials)
-        except KeyError:  # no such study yet: this sweep starts it
-            return 0
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's table says it all
+        study = optuna.create_study(
+            study_name=self.study_name, storage=self.storage, direction=self.direction,
+            pruner=instantiate(self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner(),
+            load_if_exists=True)
+        seed = self.sampler_cfg.get("seed")
+        done = len(study.trials)  # a continued study: new points (module docstring)
+        study.sampler = instantiate(self.sampler_cfg, **(
+            {"seed": seed + done} if seed is not None and done else {}))
+        return study
 
     def sweep(self, arguments: list[str]) -> None:
-        done = self._trials_so_far()
-        if done and self._seed is not None:
-            reseed(self.sweeper.sampler, self._seed + done)
+        import optuna
+        from optuna.trial import TrialState
+
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)  # sqlite cannot make its folder
+        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        space, fixed = search_space(self.params, arguments)
+        study = self.study()
+        launched = 0
+        while launched < self.n_trials:
+            trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - launched))]
+            batch = [[*fixed, *(f"{k}={v}" for k, v in t.params.items()),
+                      f"hydra.sweeper.trial={t.number}"] for t in trials]
+            self.validate_batch_is_legal(batch)
+            returns = self.launcher.launch(batch, initial_job_idx=launched)
+            launched += len(batch)
+            failures = 0
+            for trial, job in zip(trials, returns, strict=True):
+                try:
+                    value = job.return_value
+                except Exception:  # the job's error is in its run.json and the table
+                    value = None
+                if run_status(job) == PRUNED:
+                    study.tell(trial, state=TrialState.PRUNED)
+                elif value is None or (isinstance(value, float) and math.isnan(value)):
+                    failures += 1
+                    study.tell(trial, state=TrialState.FAIL)
+                else:
+                    study.tell(trial, float(value))
+            if failures / len(batch) > self.max_failure_rate:
+                raise RuntimeError(f"{failures} of {len(batch)} trials of a batch failed, more "
+                                   f"than hydra.sweeper.max_failure_rate={self.max_failure_rate}")
         try:
-            super().sweep(arguments)
-        except ValueError as e:
-            if "Record does not exist" not in str(e):
-                raise
-            print("error: no trial of the search completed: every one failed (their errors are "
-                  "in the table below and in each job's run.json)", file=sys.stderr)
+            best = study.best_trial
+        except ValueError:  # no trial completed
+            print("error: no trial of the search completed (failed or pruned: see the table "
+                  "below and each job's run.json)", file=sys.stderr)
+            return
+        counts = {s.name.lower(): sum(t.state == s for t in study.trials)
+                  for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        OmegaConf.save(OmegaConf.create({
+            "name": "optuna", "best_trial": best.number, "best_params": best.params,
+            "best_value": best.value, "trials": counts, "optuna": optuna.__version__}),
+            self.sweep_dir / "optimization_results.yaml")

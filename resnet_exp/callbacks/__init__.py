@@ -11,6 +11,7 @@
                    (EpochLines: a line per epoch)
     step_logging.py  StepLogInterval: step metrics at most once per epoch on short epochs
     early_stopping.py  early_stopping: Lightning's EarlyStopping when a patience is given
+    pruning.py     OptunaPruning: a search's job reports to its Optuna trial and stops when pruned
 
 EpochSeed lives in resnet_exp/seeding.py with the rest of what makes a resumed epoch exact.
 """

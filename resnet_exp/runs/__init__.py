@@ -39,6 +39,6 @@ GRADIENT_FLOW_FILE = "gradient_flow.csv"
 GRADIENT_FLOW_COLUMNS = ("epoch", "index", "layer", "mean_abs_grad", "grad_l2_norm", "steps")
 FIGURES_DIR = "figures"
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of a sweep folder
-STATUSES = ("running", "finished", "failed", "interrupted")
+STATUSES = ("running", "finished", "pruned", "failed", "interrupted")
 ANALYSIS_DIR = "analysis"
 DEBUG_DIR = "debug"  # outputs/debug/: the debug=* runs (conf/_base_debug.yaml), kept apart

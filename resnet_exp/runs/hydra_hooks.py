@@ -33,7 +33,8 @@ from resnet_exp.errors import UserError, report_error
 from resnet_exp.runs import RUN_FILE, SWEEP_FILE, read
 from resnet_exp.runs.compare import differing_keys, read_run
 
-_STATUS_STYLE = {"finished": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+_STATUS_STYLE = {"finished": "green", "pruned": "magenta", "failed": "red", "interrupted": "yellow",
+                 "running": "cyan"}
 
 
 def check_writable(folder: Path, key: str) -> str | None:

@@ -174,10 +174,11 @@ class RunRecord:
         self.data.update(fields)
         self._write()
 
-    def finish(self, metrics: dict) -> None:
+    def finish(self, metrics: dict, status: str = "finished") -> None:
+        """`status`: finished, or pruned (an Optuna search's pruner stopped the run early)."""
         if self.write:
             write_json_atomic(self.run_dir / METRICS_FILE, metrics)
-        self.end("finished")
+        self.end(status)
 
     def end(self, status: str, error: str | None = None) -> None:
         assert status in STATUSES, status

@@ -74,7 +74,8 @@ def prepare(run_dir: Path) -> Path | None:
 
 
 def finished(run_dir: Path) -> dict:
-    """The metrics of a run that has finished already; nothing in its folder is rewritten."""
+    """The metrics of a run that has finished already (or was pruned by an Optuna search: its
+    trial is over); nothing in its folder is rewritten."""
     from resnet_exp import console
 
     metrics = read.read_json(Path(run_dir) / METRICS_FILE)

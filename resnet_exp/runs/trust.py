@@ -62,6 +62,7 @@ SWAPPABLE = frozenset(
        "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
        "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
        "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+       # the Optuna sweeper that run folders written before this project's own one name
        "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"]
     + [f"optuna.samplers.{name}"
        for name in ("TPESampler", "RandomSampler", "CmaEsSampler", "NSGAIISampler",
