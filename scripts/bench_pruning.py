@@ -2,18 +2,19 @@
 
     OMP_NUM_THREADS=1 nice python scripts/bench_pruning.py             # ~30 min on 2 cores
     python scripts/bench_pruning.py --trials 8 --epochs 6 --seeds 1    # a quick look
+    python scripts/bench_pruning.py --pruners median successive_halving hyperband
     python scripts/bench_pruning.py data=imagefolder data.root=/tmp/cifar10-jpeg \
         data.max_per_class=500 data.val_size=1000 augmentation=standard   # the CIFAR-10 copy
 
 Runs `python -m resnet_exp hparams_search=cifar_resnet` as a user does on the embedded digits
 (ResNet-20, `callbacks=lean`, `trainer.max_epochs=EPOCHS`; overrides given after the options
-replace the data), TPE with the same seed, first with
-`hydra/sweeper/pruner=median` (the default: 5 trials unpruned, then a trial whose val/acc at an
-epoch is below the earlier trials' median there stops; epochs 0-1 never), then with
-`hydra/sweeper/pruner=none`. For each: epochs trained over all trials (from each run's
-metrics.json), wall time, trials pruned, best val/acc. Then the seed-to-seed spread of that
-number: the unpruned search's best parameters trained again with `--seeds` other seeds. The
-target (docs/scaling.md): at most half the epochs, a best val/acc within that spread.
+replace the data), TPE with the same seed, with each of `--pruners` (`hydra/sweeper/pruner=`;
+median, the default, lets 5 trials run unpruned, then stops a trial whose val/acc at an epoch
+is below the earlier trials' median there, epochs 0-1 never), then without pruning (`none`).
+For each: epochs trained over all trials (from each run's metrics.json), wall time, trials
+pruned, best val/acc. Then the seed-to-seed spread of that number: the unpruned search's best
+parameters trained again with `--seeds` other seeds. The target (docs/scaling.md): at most half
+the epochs, a best val/acc within that spread.
 """
 
 from __future__ import annotations
@@ -68,13 +69,16 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--pruners", nargs="+", default=["median"],
+                        help="conf/hydra/sweeper/pruner/ options, each against none")
     parser.add_argument("overrides", nargs="*", help="e.g. data=imagefolder data.root=...")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         results = [search(p, args.trials, args.epochs, cwd, args.overrides)
-                   for p in ("median", "none")]
-        again = spread(results[1]["params"], args.seeds, args.epochs, cwd, args.overrides)
+                   for p in [*args.pruners, "none"]]
+        without = results[-1]
+        again = spread(without["params"], args.seeds, args.epochs, cwd, args.overrides)
     print(f"{args.trials} trials x {args.epochs} epochs, ResNet-20, TPE seed 0, "
           f"{' '.join(args.overrides) or 'the digits'}")
     print(f"{'pruner':8} {'epochs':>6} {'wall s':>7} {'pruned':>6} {'failed':>6} "
@@ -82,14 +86,15 @@ def main() -> None:
     for r in results:
         print(f"{r['pruner']:8} {r['epochs']:6d} {r['seconds']:7.0f} {r['pruned']:6d} "
               f"{r['failed']:6d} {r['best']:12.4f}")
-    with_pruning, without = results
-    print(f"epochs with / without pruning: {with_pruning['epochs'] / without['epochs']:.2f}; "
-          f"wall time: {with_pruning['seconds'] / without['seconds']:.2f}")
+    for r in results[:-1]:
+        print(f"{r['pruner']}: epochs with / without pruning "
+              f"{r['epochs'] / without['epochs']:.2f}, "
+              f"wall time {r['seconds'] / without['seconds']:.2f}, best val/acc without - with "
+              f"{without['best'] - r['best']:+.4f}")
     print(f"the unpruned best parameters with seeds 1-{args.seeds}: "
           + ", ".join(f"{v:.4f}" for v in again)
           + (f" (mean {statistics.fmean(again):.4f}, std {statistics.pstdev(again):.4f}, "
              f"range {max(again) - min(again):.4f})" if len(again) > 1 else ""))
-    print(f"best val/acc, without - with pruning: {without['best'] - with_pruning['best']:+.4f}")
 
 
 if __name__ == "__main__":

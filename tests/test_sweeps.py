@@ -258,18 +258,24 @@ def test_optuna_search_records_failed_pruned_and_complete_trials_and_goes_on(tmp
         GlobalHydra.instance().clear()
     assert {p: p.read_bytes() for p in before} == before
 
-    # Continued into a new sweep folder: the trial joins the same study, at a new point.
-    result = run_cli([*search, "hydra.sweeper.n_trials=1", "+hydra.sweeper.pruner.numbers=[]",
-                      f"hydra.sweeper.storage={storage}", "hydra.sweep.dir=outputs/continued"],
-                     tmp_path, timeout=300, env=env)
+    # Continued into a new sweep folder, two trials at once in joblib's worker processes: they
+    # join the same study at new points, each job reporting to its own trial from its worker.
+    result = run_cli([*search, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                      "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                      "+hydra.sweeper.pruner.numbers=[]", f"hydra.sweeper.storage={storage}",
+                      "hydra.sweep.dir=outputs/continued"], tmp_path, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = optuna.load_study(study_name="cifar_resnet", storage=storage).trials
-    assert len(trials) == 5
-    # a new point: the continued sampler is not reseeded into the first sweep's draws
-    assert trials[4].params not in [t.params for t in trials[:4]]
-    failing = trials[4].params["module.label_smoothing"] > 1.0
-    assert read.run_status(job_dir(tmp_path / "outputs" / "continued", 0)) == (
-        "failed" if failing else "finished")
+    assert len(trials) == 6
+    # new points: the continued sampler is not reseeded into the first sweep's draws
+    assert trials[4].params != trials[5].params
+    assert all(t.params not in [u.params for u in trials[:4]] for t in trials[4:])
+    for job, trial in enumerate(trials[4:]):
+        failing = trial.params["module.label_smoothing"] > 1.0
+        assert trial.state == (TrialState.FAIL if failing else TrialState.COMPLETE)
+        assert len(trial.intermediate_values) == (0 if failing else 2)
+        assert read.run_status(job_dir(tmp_path / "outputs" / "continued", job)) == (
+            "failed" if failing else "finished")
 
 
 class RankProbe(pl.Callback):
