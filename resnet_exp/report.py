@@ -1,16 +1,17 @@
-"""`python -m resnet_exp.report PATH... [--out DIR] [--metric NAME ...] [--no-figures]`
+"""`python -m resnet_exp.report PATH... [--out DIR] [--metric NAME ...] [--baseline KEY=VALUE]
+[--no-figures]`
 
 Compares runs the way a paper's table and figures do. PATHs are run folders, sweep folders, or
 any folder holding them (e.g. `outputs/`), and globs. Runs are grouped into configurations by
 the values of the keys their overrides set, `seed` left out: one row per configuration with its
 metrics as mean +- std over the seeds of its finished runs, and n. Runs that did not finish
-(running, failed, interrupted) are counted and listed apart, never averaged in.
+(running, pruned, failed, interrupted) are counted and listed apart, never averaged in.
+`--baseline trick=baseline` makes it an ablation table: each row also gets, per metric, the
+difference of its mean to the mean of the row that has trick=baseline and the same other values.
 
 Writes report.md, report.csv (one row per configuration), runs.csv (one row per run) and the
-figures into its own folder (default outputs/reports/<date>_<time>/): training and validation
-curves overlaid, each swept parameter against the first metric with error bars, gradient flow of
-each configuration side by side, and for transfer-learning runs (`model.mode`) bars of accuracy,
-trainable parameters and epochs to the best epoch.
+figures into its own folder (default outputs/reports/<date>_<time>/; the figures:
+resnet_exp/runs/report_figures.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from resnet_exp import runs
 from resnet_exp.errors import UserError, command
 from resnet_exp.runs import read
-from resnet_exp.runs.compare import Configuration, curve_panels, group, read_run, sweep_lines
+from resnet_exp.runs.compare import Configuration, group, read_run
+from resnet_exp.runs.report_figures import draw
 
 DEFAULT_METRICS = ("test/acc", "test_last/acc", "val/acc_best", "best_epoch", "params/trainable",
                    "time/total_s")
-TRANSFER_MODES = ("scratch", "feature_extract", "finetune")
 
 
 def fmt(x: float, digits: int = 4) -> str:
@@ -54,87 +53,6 @@ def cell(stats) -> str:
     return fmt(mean) if std is None else f"{fmt(mean)} ± {fmt(std, 2)}"
 
 
-# -- figures ----------------------------------------------------------------------------------
-
-def draw(configs: list[Configuration], metric: str, out: Path) -> list[tuple[str, str]]:
-    """Every figure the runs allow; returns (title, file name) pairs."""
-    if not any(c.finished for c in configs):
-        return []
-    return [*_curves(configs, out), *_sweeps(configs, metric, out),
-            *_gradient_flows(configs, out), *_transfer(configs, metric, out)]
-
-
-def _curves(configs: list[Configuration], out: Path) -> list[tuple[str, str]]:
-    from resnet_exp import figures
-
-    panels = curve_panels(configs)
-    if not panels:
-        return []
-    figures.save(figures.curves(panels), out / "curves.png")
-    return [("Training and validation curves (mean ± std over seeds)", "curves.png")]
-
-
-def _sweeps(configs: list[Configuration], metric: str, out: Path) -> list[tuple[str, str]]:
-    """One figure per swept key that takes more than one value: `metric` against it."""
-    from resnet_exp import figures
-
-    drawn = []
-    for key in configs[0].values:
-        lines, numeric, ticks = sweep_lines(configs, key, metric)
-        xs = {x for xs_of_line, _, _ in lines.values() for x in xs_of_line}
-        if len(xs) < 2:
-            continue
-        name = "sweep_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", key) + ".png"
-        figures.save(figures.sweep(key, metric, lines, numeric, ticks), out / name)
-        drawn.append((f"{metric} vs {key} (error bars: ± 1 std over seeds)", name))
-    return drawn
-
-
-def _gradient_flows(configs: list[Configuration], out: Path) -> list[tuple[str, str]]:
-    """Each configuration's first finished run with a gradient_flow.csv, side by side."""
-    from resnet_exp import figures
-
-    flows = {}
-    for configuration in configs:
-        with_flow = [r for r in configuration.finished
-                     if (r.path / runs.GRADIENT_FLOW_FILE).is_file()]
-        if with_flow:
-            run = with_flow[0]
-            title = f"{configuration.label} (seed {run.seed})"
-            flows[title] = read.read_gradient_flow(run.path / runs.GRADIENT_FLOW_FILE)
-    if not flows:
-        return []
-    figures.save(figures.gradient_flows(flows), out / "gradient_flow.png")
-    return [("Gradient flow, one line per epoch", "gradient_flow.png")]
-
-
-def _is_transfer(run) -> bool:
-    model = run.config.get("model")
-    return isinstance(model, dict) and str(model.get("mode")) in TRANSFER_MODES
-
-
-def _transfer(configs: list[Configuration], metric: str, out: Path) -> list[tuple[str, str]]:
-    """Transfer-learning runs (`model.mode`): accuracy, trainable parameters, epochs to best."""
-    from resnet_exp import figures
-
-    if not any(_is_transfer(r) for c in configs for r in c.finished):
-        return []
-    shown = [c for c in configs if c.stats(metric)]
-    titles = {metric: metric, "params/trainable": "params/trainable",
-              "best_epoch": "epochs to best"}
-    panels = {}
-    for key, title in titles.items():
-        shift = 1 if key == "best_epoch" else 0  # best_epoch counts from 0
-        means, stds = [], []
-        for configuration in shown:
-            stats = configuration.stats(key)
-            means.append(stats[0] + shift if stats else 0.0)
-            stds.append((stats[1] or 0.0) if stats else 0.0)
-        panels[title] = ([c.label for c in shown], means, stds)
-    figures.save(figures.bars(panels, "Transfer learning"), out / "transfer.png")
-    return [("Transfer learning: accuracy, trainable parameters, epochs to best", "transfer.png")]
-
-
 # -- tables: the console, report.md and report.csv show the same rows --------------------------
 
 @dataclass
@@ -145,31 +63,67 @@ class Row:
     n: int  # finished runs
     stats: list[tuple[float, float | None, int] | None]  # per metric: mean, std, count
     not_averaged: str
+    deltas: list[float | None] | None = None  # per metric: mean - the baseline row's mean
 
     def cells(self) -> list[str]:
-        return [*self.label, str(self.n), *(cell(s) for s in self.stats), self.not_averaged]
+        deltas = [] if self.deltas is None else ["-" if d is None else f"{d:+.4g}"
+                                                 for d in self.deltas]
+        return [*self.label, str(self.n), *(cell(s) for s in self.stats), *deltas,
+                self.not_averaged]
 
 
-def table_rows(configs: list[Configuration], metrics: list[str]) -> tuple[list[str], list[Row]]:
-    """The label columns (the differing keys) and one row per configuration."""
+def baseline_of(configs: list[Configuration], baseline: str) -> dict[int, Configuration]:
+    """For each configuration (by position), the one with KEY=VALUE (`baseline`) and the same
+    other values: what an ablation row is compared with."""
+    key, _, value = baseline.partition("=")
+    keys = list(configs[0].values)
+    if key not in keys:
+        raise UserError(f"--baseline {baseline}: {key} is not a setting the runs differ in "
+                        f"({', '.join(keys) or 'they differ in none'})")
+    if value not in {c.values[key] for c in configs}:
+        raise UserError(f"--baseline {baseline}: no run has {key}={value}; its values are "
+                        f"{', '.join(dict.fromkeys(c.values[key] for c in configs))}")
+    rest = [k for k in keys if k != key]
+    found = {tuple(c.values[k] for k in rest): c for c in configs if c.values[key] == value}
+    return {i: found[tuple(c.values[k] for k in rest)] for i, c in enumerate(configs)
+            if tuple(c.values[k] for k in rest) in found}
+
+
+def table_rows(configs: list[Configuration], metrics: list[str],
+               baseline: str | None = None) -> tuple[list[str], list[Row]]:
+    """The label columns (the differing keys) and one row per configuration; with `baseline`,
+    each row's difference to its baseline row."""
     keys = list(configs[0].values) or ["configuration"]
-    return keys, [Row(list(c.values.values()) or ["all runs"], len(c.finished),
-                      [c.stats(m) for m in metrics], c.not_averaged()) for c in configs]
+    rows = [Row(list(c.values.values()) or ["all runs"], len(c.finished),
+                [c.stats(m) for m in metrics], c.not_averaged()) for c in configs]
+    if baseline:
+        base = baseline_of(configs, baseline)
+        for i, row in enumerate(rows):
+            theirs = [base[i].stats(m) if i in base else None for m in metrics]
+            row.deltas = [mine[0] - ref[0] if mine and ref else None
+                          for mine, ref in zip(row.stats, theirs, strict=True)]
+    return keys, rows
+
+
+def delta_names(metrics: list[str], baseline: str | None) -> list[str]:
+    return [f"{m} - baseline" for m in metrics] if baseline else []
 
 
 def left_out(configs: list[Configuration]) -> list[tuple[Configuration, object]]:
     return [(c, r) for c in configs for r in c.runs if not r.done]
 
 
-def write_outputs(out: Path, configs, common, metrics, drawn, argv) -> None:
-    keys, rows = table_rows(configs, metrics)
+def write_outputs(out: Path, configs, common, metrics, drawn, argv, baseline=None) -> None:
+    keys, rows = table_rows(configs, metrics, baseline)
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*keys, "n", "not averaged",
-                         *(f"{m} {s}" for m in metrics for s in ("mean", "std"))])
+                         *(f"{m} {s}" for m in metrics for s in ("mean", "std")),
+                         *delta_names(metrics, baseline)])
         for row in rows:
             means_stds = [v for s in row.stats for v in ((s[0], s[1]) if s else ("", ""))]
-            writer.writerow([*row.label, row.n, row.not_averaged, *means_stds])
+            deltas = ["" if d is None else d for d in row.deltas or []]
+            writer.writerow([*row.label, row.n, row.not_averaged, *means_stds, *deltas])
     with open(out / "runs.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "status", "seed", *keys, *metrics])
@@ -177,7 +131,7 @@ def write_outputs(out: Path, configs, common, metrics, drawn, argv) -> None:
             for r in c.runs:
                 writer.writerow([r.path, r.status, r.seed, *c.values.values(),
                                  *(r.metrics.get(m, "") for m in metrics)])
-    header = [*keys, "n", *metrics, "not averaged"]
+    header = [*keys, "n", *metrics, *delta_names(metrics, baseline), "not averaged"]
     lines = [f"# Report: {counted(configs)}", "",
              f"`python -m resnet_exp.report {' '.join(argv)}`, {datetime.now():%Y-%m-%d %H:%M}",
              "", "Mean ± std over the seeds of the finished runs; n finished runs."]
@@ -196,17 +150,17 @@ def write_outputs(out: Path, configs, common, metrics, drawn, argv) -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def print_table(configs, common, metrics) -> None:
+def print_table(configs, common, metrics, baseline=None) -> None:
     from rich.table import Table
 
     from resnet_exp.console import console
 
-    keys, rows = table_rows(configs, metrics)
+    keys, rows = table_rows(configs, metrics, baseline)
     table = Table(title=f"{counted(configs)} (mean ± std over seeds)", header_style="bold",
                   caption=" ".join(f"{k}={v}" for k, v in common.items()) or None)
     for key in keys:  # the configuration's values are never cut: resnet20 vs resnet32
         table.add_column(key, no_wrap=True, min_width=len(key))
-    for name in ("n", *metrics):
+    for name in ("n", *metrics, *delta_names(metrics, baseline)):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("not averaged", style="yellow")
     for row in rows:
@@ -234,7 +188,7 @@ def with_tags(runs: list, tags: list[str]) -> list:
 
 def report(patterns: list[str], out: Path | None = None, metrics: list[str] | None = None,
            figures: bool = True, argv: list[str] | None = None,
-           tags: list[str] | None = None) -> Path:
+           tags: list[str] | None = None, baseline: str | None = None) -> Path:
     """Table, files and figures of the runs under `patterns` (those with every tag in `tags`),
     into `out`. The folder appears only once everything in it is written: a failed report
     leaves none behind."""
@@ -251,12 +205,14 @@ def report(patterns: list[str], out: Path | None = None, metrics: list[str] | No
     else:
         metrics = [m for m in DEFAULT_METRICS if m in present] or list(DEFAULT_METRICS[:1])
     out = Path(out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}")
-    print_table(configs, common, metrics)
+    if baseline:
+        baseline_of(configs, baseline)  # a wrong one is answered before anything is drawn
+    print_table(configs, common, metrics, baseline)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         drawn = draw(configs, metrics[0], staging) if figures else []
-        write_outputs(staging, configs, common, metrics, drawn, argv or patterns)
+        write_outputs(staging, configs, common, metrics, drawn, argv or patterns, baseline)
         if out.exists():  # --out given again: the new report replaces the old one's files
             for old in staging.iterdir():
                 os.replace(old, out / old.name)
@@ -282,11 +238,14 @@ def main(argv: list[str] | None = None) -> int:
                              f"(default: {', '.join(DEFAULT_METRICS)})")
     parser.add_argument("--tag", action="append", dest="tags", metavar="TAG",
                         help="only the runs started with this tag (tags=[...]), repeatable")
+    parser.add_argument("--baseline", metavar="KEY=VALUE",
+                        help="an ablation: each row's difference to the row with KEY=VALUE and "
+                             "the same other settings (e.g. trick=baseline)")
     parser.add_argument("--no-figures", action="store_true",
                         help="tables only (skips reading the TensorBoard event files)")
     args = parser.parse_args(argv)
     out = report(args.paths, args.out, args.metrics, not args.no_figures,
-                 argv if argv is not None else sys.argv[1:], args.tags)
+                 argv if argv is not None else sys.argv[1:], args.tags, args.baseline)
     from resnet_exp.console import console
 
     console.print(f"report: {out / 'report.md'}")

@@ -221,3 +221,35 @@ def test_a_piped_report_keeps_every_cell_whole(tmp_path, compose_cfg, capsys):
     out = capsys.readouterr().out  # not a terminal: no 80-column layout, nothing cut with "…"
     assert "resnet20" in out and "resnet32" in out and "…" not in out
     assert "0.01234567891" in out  # a long swept value, whole
+
+
+def test_an_ablation_table_gives_each_rows_difference_to_its_baseline(tmp_path, compose_cfg):
+    """--baseline trick=baseline: each (trick, model) row minus the baseline row of its model."""
+    config = OmegaConf.to_container(compose_cfg("model=vgg"), resolve=False)
+    config.pop("hydra")
+    gain = {"baseline": 0.0, "mixup": 0.02, "ema": -0.01}
+    base = {"resnet20": 0.90, "resnet56": 0.93}
+    job = 0
+    for trick in gain:
+        for model in base:
+            for seed in (1, 2, 3):
+                acc = base[model] + gain[trick] + seed / 1000
+                fake_run(tmp_path / "outputs" / str(job), config,
+                         [f"model={model}", f"trick={trick}", f"seed={seed}"], "finished",
+                         {"test/acc": acc})
+                job += 1
+    out = report.report([str(tmp_path / "outputs")], tmp_path / "rep", ["test/acc"],
+                        figures=False, baseline="trick=baseline")
+    rows = read_csv(out / "report.csv")
+    assert len(rows) == 6
+    for row in rows:
+        assert float(row["test/acc mean"]) == pytest.approx(
+            base[row["model"]] + gain[row["trick"]] + 0.002)
+        assert float(row["test/acc - baseline"]) == pytest.approx(gain[row["trick"]])
+    assert "| resnet56 | mixup | 3 | 0.952 ± 0.001 | +0.02 |" in (out / "report.md").read_text()
+    with pytest.raises(report.UserError, match="trick=none: no run has it|no run has trick=none"):
+        report.report([str(tmp_path / "outputs")], tmp_path / "x", figures=False,
+                      baseline="trick=none")
+    with pytest.raises(report.UserError, match="lr is not a setting the runs differ in"):
+        report.report([str(tmp_path / "outputs")], tmp_path / "y", figures=False,
+                      baseline="lr=0.1")
