@@ -1,8 +1,8 @@
-"""What pruning saves an Optuna search: the same search with the median pruner and without.
+"""What pruning saves an Optuna search: the same search with each pruner and without.
 
-    OMP_NUM_THREADS=1 nice python scripts/bench_pruning.py             # ~30 min on 2 cores
+    OMP_NUM_THREADS=1 nice python scripts/bench_pruning.py             # ~3 min a pruner, on 1 core
     python scripts/bench_pruning.py --trials 8 --epochs 6 --seeds 1    # a quick look
-    python scripts/bench_pruning.py --pruners median successive_halving hyperband
+    python scripts/bench_pruning.py --pruners median,successive_halving,hyperband
     python scripts/bench_pruning.py data=imagefolder data.root=/tmp/cifar10-jpeg \
         data.max_per_class=500 data.val_size=1000 augmentation=standard   # the CIFAR-10 copy
 
@@ -69,14 +69,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--pruners", nargs="+", default=["median"],
-                        help="conf/hydra/sweeper/pruner/ options, each against none")
+    parser.add_argument("--pruners", default="median",
+                        help="conf/hydra/sweeper/pruner/ options, comma-separated, each against "
+                             "none")
     parser.add_argument("overrides", nargs="*", help="e.g. data=imagefolder data.root=...")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         results = [search(p, args.trials, args.epochs, cwd, args.overrides)
-                   for p in [*args.pruners, "none"]]
+                   for p in [*args.pruners.split(","), "none"]]
         without = results[-1]
         again = spread(without["params"], args.seeds, args.epochs, cwd, args.overrides)
     print(f"{args.trials} trials x {args.epochs} epochs, ResNet-20, TPE seed 0, "
