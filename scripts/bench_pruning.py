@@ -48,6 +48,9 @@ def search(pruner: str, trials: int, epochs: int, cwd: Path, extra: list[str]) -
     study = optuna.load_study(study_name="cifar_resnet", storage=f"sqlite:///{sweep}/optuna.db")
     trained = sum(json.loads(m.read_text())["epochs"] for m in sweep.glob("*/metrics.json"))
     states = [t.state.name for t in study.trials]
+    for info in sweep.glob("*/run.json"):  # what made a trial fail, for the record
+        if json.loads(info.read_text())["status"] == "failed":
+            print(f"{pruner}: {info.parent.name} failed: {json.loads(info.read_text())['error']}")
     return {"pruner": pruner, "epochs": trained, "seconds": seconds,
             "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
             "best": study.best_value, "params": study.best_params}
