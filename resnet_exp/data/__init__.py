@@ -1,10 +1,11 @@
 """The data: modules that load a dataset, split it and serve batches, and the augmentation.
 
-    module.py   DataModule: splits, loaders, on-device preprocessing (what every set shares)
-    order.py    the training order and the place in it (shuffle, resume position, batches)
-    memory.py   sets held in memory: Digits, Synthetic, CIFAR10, CIFAR100, FashionMNIST
-    folders.py  image folders: ImageFolder, ImageNet
-    augment.py  Augmentation, batched on the training device
+    module.py        DataModule: splits, loaders, on-device preprocessing (what every set shares)
+    order.py         the training order and the place in it (shuffle, resume position, batches)
+    memory.py        sets held in memory: Digits, Synthetic, CIFAR10, CIFAR100, FashionMNIST
+    folders.py       image folders: ImageFolder, ImageNet
+    augment.py       Augmentation, batched on the training device
+    auto_augment.py  TrivialAugment, RandAugment and AutoAugment, per image, batched
 
 The data modules are re-exported here: conf/data/*.yaml name them `resnet_exp.data.<Class>`.
 """

@@ -4,7 +4,8 @@ Per-image torchvision transforms run in Python once per image: on CIFAR with a s
 workers, not the GPU, set the pace. Here the crop, flip and cutout run on the whole uint8 batch on
 the training device with a handful of tensor ops, drawing from a `torch.Generator` that the data
 module seeds, and are statistically the same as torchvision's RandomCrop(32, padding=4),
-RandomHorizontalFlip() and DeVries & Taylor's Cutout (tests/test_augment.py checks all three).
+RandomHorizontalFlip() and DeVries & Taylor's Cutout (tests/test_augment.py checks all three);
+TrivialAugment, RandAugment and AutoAugment run the same way, image by image (auto_augment.py).
 Only what must happen before images can be stacked (decode, random-resized crop, resize) stays
 per image, in DataLoader workers: `per_image()`.
 """
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from resnet_exp.data.auto_augment import AutoAugment
+
 
 class Augmentation:
     """Training-time augmentation of a batch, plus the per-image resizing folder datasets need.
@@ -24,6 +27,13 @@ class Augmentation:
     crop_padding: zero-pad each side by this many pixels, then crop back to the input size at a
         uniform random offset (He et al. 2016, Sec. 4.2: "4 pixels are padded on each side").
     flip: horizontal flip with probability 0.5.
+    auto_augment: after crop and flip (torchvision's reference recipe's order), an automatic
+        policy drawn per image, torchvision v2's, batched: "trivialaugment" (TrivialAugmentWide,
+        Mueller & Hutter 2021, arXiv 2103.10158), "randaugment" (Cubuk et al. 2020, arXiv
+        1909.13719), "autoaugment_cifar10" or "autoaugment_imagenet" (Cubuk et al. 2019, arXiv
+        1805.09501); None is off.
+    randaugment_num_ops, randaugment_magnitude: RandAugment's ops per image and their magnitude
+        bin of 31 (torchvision's defaults).
     cutout_holes, cutout_size: squares of side cutout_size, centre uniform over the image, clipped
         at the borders, set to 0 after normalisation (DeVries & Taylor 2017, arXiv 1708.04552).
     random_resized_crop: output side of torchvision's RandomResizedCrop for folder datasets
@@ -43,6 +53,9 @@ class Augmentation:
         self,
         crop_padding: int = 0,
         flip: bool = False,
+        auto_augment: str | None = None,
+        randaugment_num_ops: int = 2,
+        randaugment_magnitude: int = 9,
         cutout_holes: int = 0,
         cutout_size: int = 0,
         random_resized_crop: int | None = None,
@@ -57,6 +70,11 @@ class Augmentation:
     ) -> None:
         self.crop_padding = crop_padding
         self.flip = flip
+        self.auto_augment = auto_augment
+        self.randaugment_num_ops = randaugment_num_ops
+        self.randaugment_magnitude = randaugment_magnitude
+        self._auto_augment = AutoAugment(auto_augment, randaugment_num_ops,
+                                         randaugment_magnitude) if auto_augment else None
         self.cutout_holes = cutout_holes
         self.cutout_size = cutout_size
         self.random_resized_crop = random_resized_crop
@@ -70,13 +88,14 @@ class Augmentation:
         self.cutmix_prob = cutmix_prob
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"Augmentation({args})"
 
     def before_normalize(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Random crop and flip of a uint8 N x C x H x W batch; returns a new uint8 batch."""
+        """Random crop, flip and auto-augment policy of a uint8 N x C x H x W batch; returns a new
+        uint8 batch."""
         n, _, h, w = x.shape
         if self.crop_padding > 0:
             pad = self.crop_padding
@@ -91,6 +110,8 @@ class Augmentation:
         if self.flip:
             flip = torch.rand(n, device=x.device, generator=generator) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        if self._auto_augment is not None:
+            x = self._auto_augment(x, generator)
         return x
 
     def after_normalize(
