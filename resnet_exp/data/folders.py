@@ -138,11 +138,13 @@ class ImageFolder(DataModule):
         if self.in_memory:
             self._decode(paths, labels, index)
             return
-        crops = (augment.random_resized_crop, augment.center_crop)
-        if any(c not in (None, self.image_size) for c in crops):
+        # Evaluation crops to data.image_size, which the model's shape check and summary use.
+        # Training may crop smaller: torchvision's ResNet-50 V2 recipe trains on 176-pixel crops
+        # and tests at 224 (the train-test resolution discrepancy, Touvron et al. 2019).
+        if augment.center_crop not in (None, self.image_size):
             raise UserError(
-                f"augmentation crops to {crops} pixels but data.image_size={self.image_size}: "
-                f"make augmentation.random_resized_crop and center_crop equal data.image_size"
+                f"augmentation.center_crop={augment.center_crop} but data.image_size="
+                f"{self.image_size}: the evaluation crop is the data's image size; make them equal"
             )
         self.train_set, self.val_set, self.test_set = (
             ImageFiles(paths, labels, i, self.in_channels,
