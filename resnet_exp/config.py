@@ -17,8 +17,8 @@ from pathlib import Path
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The config groups (conf/ folders a run chooses an option of), in the order a reader follows a
 # run: the console's config tree, TensorBoard's HPARAMS columns.
-GROUPS = ("experiment", "data", "augmentation", "model", "optimizer", "scheduler", "trainer",
-          "callbacks", "logger", "debug", "hparams_search", "analysis")
+GROUPS = ("experiment", "trick", "data", "augmentation", "model", "optimizer", "scheduler",
+          "trainer", "callbacks", "logger", "debug", "hparams_search", "analysis")
 
 
 def _parser():
@@ -79,12 +79,25 @@ def job_folder(num: int, override_dirname: str) -> str:
     return f"{num}_{name}" if name else str(num)
 
 
+def at_fractions(total: int, *fractions: float) -> list[int]:
+    """Points at fractions of a run's length (resolver `at_fractions`, conf/scheduler/): He et
+    al. 2016's CIFAR drops at 50% and 75% of 182 epochs, and of a shortened run alike.
+
+    >>> at_fractions(182, 0.5, 0.75)
+    [91, 136]
+    """
+    from omegaconf import ListConfig  # a resolver may return a list only as a ListConfig
+
+    return ListConfig([int(total * f) for f in fractions])
+
+
 def register_resolvers() -> None:
     """The resolvers conf/ uses beyond Hydra's own; before any config is composed."""
     from omegaconf import OmegaConf
 
-    if not OmegaConf.has_resolver("job_folder"):
-        OmegaConf.register_new_resolver("job_folder", job_folder)
+    for name, resolver in (("job_folder", job_folder), ("at_fractions", at_fractions)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def compose(overrides: list[str], output_dir: Path | None = None, with_hydra: bool = False):

@@ -77,6 +77,10 @@ SMOKE = {
     "transfer_learning": ["data.root={pets}", "data.batch_size=4", "data.max_per_class=4",
                           "data.num_workers=0"],
     "transfer_learning_cifar": [*CIFAR, "model.weights={checkpoint}"],
+    # every trick at once: the ablation's widest run
+    "cifar10_tricks_ablation": [*CIFAR, "trick=all"],
+    "torchvision_resnet50_v2": ["data.root={imagenet}", "data.num_classes=2", "data.batch_size=4",
+                                "data.num_workers=0"],
 }
 
 
@@ -128,7 +132,7 @@ def test_experiment_and_each_sweep_point_compose(compose_cfg, experiment):
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", [
     "resnet56_cifar10_steplr", "he2016_resnet56_cifar10", "cifar10_resnet18_cutout",
-    "residual_vs_standard_blocks", "vgg_depth_sweep_cifar100",
+    "residual_vs_standard_blocks", "vgg_depth_sweep_cifar100", "cifar10_tricks_ablation",
 ])
 def test_cifar_studies_run_under_smoke(tmp_path, cifar_folder, experiment):
     smoke_run(tmp_path, experiment, cifar=cifar_folder)
@@ -179,6 +183,16 @@ def test_imagenet_study_runs_under_smoke(tmp_path):
     # the Cutout arm of the sweep: 112x112 holes on the 224x224 random-resized crops
     smoke_run(tmp_path / "run", "imagenet_plain_vs_resnet18_cutout", "augmentation=imagenet_cutout",
               imagenet=imagenet)
+
+
+@pytest.mark.slow
+def test_the_resnet50_v2_recipe_runs_under_smoke(tmp_path):
+    """torchvision's IMAGENET1K_V2 recipe end to end on a tiny ImageNet-layout folder: 176-px
+    TrivialAugment crops, random erasing, MixUp/CutMix, EMA, evaluation at 232 -> 224."""
+    imagenet = image_folder(tmp_path / "imagenet", {"train": 6, "val": 2},
+                            ["n01440764", "n02102040"], 64)
+    metrics = smoke_run(tmp_path / "run", "torchvision_resnet50_v2", imagenet=imagenet)
+    assert "test/acc_ema" in metrics and "val/acc_ema_best" in metrics
 
 
 @pytest.mark.slow
