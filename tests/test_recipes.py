@@ -155,3 +155,58 @@ def test_warmup_step_values(compose_cfg):
     trace = lr_trace(cfg, 61, [0, 1, 5, 29, 30, 60])
     assert trace == pytest.approx({0: 0.001, 1: 0.1 * (0.01 + 0.99 / 5), 5: 0.1, 29: 0.1,
                                    30: 0.01, 60: 0.001})
+
+
+def test_warmup_cosine_per_optimizer_step(compose_cfg):
+    """The recipes' per-step variant: warm-up and cosine counted in optimizer steps."""
+    cfg = compose_cfg("scheduler=warmup_cosine", "scheduler.interval=step",
+                      "scheduler.scheduler.warmup=500", "scheduler.scheduler.after.T_max=5000")
+    assert cfg.scheduler.interval == "step"
+    at = [0, 250, 500, 2500, 4999]
+    trace = lr_trace(cfg, 5000, at)
+    lr = cfg.optimizer.lr
+    for t in at:
+        ramp = 0.01 + 0.99 * min(t, 500) / 500
+        assert trace[t] == pytest.approx(lr * ramp * (1 + math.cos(math.pi * t / 5000)) / 2), t
+
+
+def test_torchvision_resnet50_v2_recipe(compose_cfg):
+    """Each value of torchvision's IMAGENET1K_V2 command (the experiment's header) in the config,
+    and its schedule: 5 linear warm-up epochs from 0.01 x 0.5, cosine over 600 epochs."""
+    cfg = compose_cfg("experiment=torchvision_resnet50_v2")
+    assert cfg.model.depth == 50 and cfg.data.batch_size == 128
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.5, 0.9,
+                                                                                     2e-5)
+    aug = cfg.augmentation
+    assert (aug.random_resized_crop, aug.resize, aug.center_crop) == (176, 232, 224)
+    assert (aug.auto_augment, aug.random_erasing, aug.mixup_alpha, aug.cutmix_alpha) == (
+        "trivialaugment", 0.1, 0.2, 1.0)
+    assert cfg.module.label_smoothing == 0.1 and cfg.module.weight_decay_bn_bias is False
+    # train.py: decay 1 - (1 - 0.99998) x (8 x 128 x 32 / 600), every 32 steps, reset in warm-up
+    adjust = 8 * 128 * 32 / 600
+    assert cfg.module.ema_decay == pytest.approx(1 - (1 - 0.99998) * adjust, abs=1e-6)
+    assert cfg.module.ema_every_n_steps == 32 and cfg.module.ema_warmup_steps == 5 * 1252
+    assert cfg.monitor == "val/acc_ema" and cfg.trainer.max_epochs == 600
+    trace = lr_trace(cfg, 600, [0, 5, 300, 599])
+    assert trace[0] == pytest.approx(0.005)
+    assert trace[5] == pytest.approx(0.5 * (1 + math.cos(math.pi * 5 / 600)) / 2)
+    assert trace[300] == pytest.approx(0.25)
+
+
+def test_the_tricks_ablations_baseline_is_he_et_als_recipe_in_epochs(compose_cfg):
+    cfg = compose_cfg("experiment=cifar10_tricks_ablation")
+    assert cfg.get("trick") is None and cfg.name == "resnet20_baseline_seed42"  # no trick chosen
+    assert cfg.trainer.max_epochs == 182
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.1, 0.9,
+                                                                                     1e-4)
+    trace = lr_trace(cfg, 182, [90, 91, 135, 136])  # /10 at 50% and 75% of 182 epochs
+    assert [trace[t] for t in (90, 91, 135, 136)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+    short = compose_cfg("experiment=cifar10_tricks_ablation", "trainer.max_epochs=16")
+    assert list(short.scheduler.scheduler.milestones) == [8, 12]
+    every = compose_cfg("experiment=cifar10_tricks_ablation", "trick=all")
+    assert every.trick == "all" and every.scheduler.scheduler._target_.endswith("CosineAnnealingLR")
+    assert (every.module.label_smoothing, every.augmentation.mixup_alpha,
+            every.augmentation.cutmix_alpha, every.augmentation.auto_augment,
+            every.module.ema_decay, every.model.zero_init_residual,
+            every.module.weight_decay_bn_bias) == (0.1, 1.0, 1.0, "trivialaugment", 0.999, True,
+                                                   False)
