@@ -39,8 +39,9 @@ tensorboard: install ## serve the runs and sweeps under outputs/ (not outputs/de
 lint: install ## ruff over the package, tests and scripts
 	$(VENV)/bin/ruff check resnet_exp hydra_plugins tests scripts
 
-bench: install ## framework vs bare-loop throughput, data path, start-up (a few minutes on CPU)
+bench: install ## framework vs bare-loop throughput, data path, auto-augment, start-up (minutes)
 	$(PY) scripts/bench.py $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) scripts/bench_auto_augment.py
 
 clean: ## remove run outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache

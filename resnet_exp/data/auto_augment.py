@@ -183,7 +183,8 @@ class AutoAugment:
         self.magnitude = magnitude
         self.num_bins = num_magnitude_bins
         # torchvision's own augmentation spaces and policies: the same ops, magnitude bins (its
-        # float32 values bit for bit) and signs
+        # float32 values bit for bit) and signs. Private attributes (`_AUGMENTATION_SPACE`,
+        # `_policies`), read from torchvision 0.29; tests/test_auto_augment.py fails if they move
         if policy.startswith("autoaugment"):
             reference = v2.AutoAugment(v2.AutoAugmentPolicy(policy.split("_")[1]))
             self.num_bins = 10  # AutoAugment's magnitudes are always bins of 10
