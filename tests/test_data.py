@@ -436,8 +436,16 @@ def test_image_folder_workers_decode_and_crop(tmp_path):
     assert x.shape == (12, 3, 16, 16)
     x, _ = batch(data.val_dataloader())
     assert x.shape == (6, 3, 16, 16)
-    with pytest.raises(UserError, match="data.image_size=32"):
-        folder(tmp_path, image_size=32, augmentation=Augmentation(random_resized_crop=16)).setup()
+    # training may crop smaller than evaluation (torchvision's 176 / 224); evaluation crops to
+    # data.image_size, and a different center_crop is refused
+    small = folder(tmp_path, image_size=32, num_workers=1,
+                   augmentation=Augmentation(random_resized_crop=16))
+    small.setup()
+    assert batch(small.train_dataloader())[0].shape[-2:] == (16, 16)
+    assert batch(small.val_dataloader())[0].shape[-2:] == (32, 32)
+    with pytest.raises(UserError, match="center_crop=16 but data.image_size=32"):
+        folder(tmp_path, image_size=32,
+               augmentation=Augmentation(resize=36, center_crop=16)).setup()
 
 
 def test_missing_image_folder_names_the_folder(tmp_path):

@@ -45,10 +45,15 @@ import pytest
 import yaml
 from conftest import CONF, ONE_THREAD, ROOT
 
+from resnet_exp import runs
+from resnet_exp.runs import read
+from resnet_exp.runs.record import write_json_atomic
+
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = "2026-01-01_12-00-00_resnet20_digits"  # the README's example name, as a run names itself
 SWEEP = "2026-01-01_12-00-00"
-PLACEHOLDERS = {"<run>": RUN, "<sweep>": SWEEP}
+ABLATION = "2026-01-01_13-00-00"  # a tricks ablation's sweep (`--baseline trick=baseline`)
+PLACEHOLDERS = {"<run>": RUN, "<sweep>": SWEEP, "<ablation-sweep>": ABLATION}
 COMMAND = re.compile(r"^\s*(?:srun\s+)?((?:python -m resnet_exp\b|resnet-exp\b).*)$")
 REPLAYING = ("resnet_exp.eval", "resnet_exp.reproduce", "resnet_exp.report", "resnet_exp.analyze")
 
@@ -172,6 +177,14 @@ def checkout(smoke_run, smoke_sweep, tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("reader")
     shutil.copytree(smoke_run, cwd / "outputs" / "runs" / RUN)
     shutil.copytree(smoke_sweep, cwd / "outputs" / "multirun" / SWEEP)
+    # an ablation: the finished run as two tricks x two seeds, as the ablation's jobs record them
+    for job, (trick, seed) in enumerate([(t, s) for t in ("baseline", "ema") for s in (1, 2)]):
+        folder = cwd / "outputs" / "multirun" / ABLATION / f"{job}_trick={trick},seed={seed}"
+        shutil.copytree(smoke_run, folder, ignore=shutil.ignore_patterns("checkpoints"))
+        (folder / runs.OVERRIDES_FILE).write_text(yaml.safe_dump([f"trick={trick}",
+                                                                  f"seed={seed}"]))
+        metrics = read.read_json(folder / runs.METRICS_FILE)
+        write_json_atomic(folder / runs.METRICS_FILE, {**metrics, "test/acc_ema": 0.5})
     return cwd
 
 
