@@ -3,7 +3,7 @@
     <run>/.hydra/config.yaml      the composed config as Hydra saved it: interpolations such as
                                   ${hydra:runtime.choices.model} are kept as text, not resolved
     <run>/.hydra/overrides.yaml   the command-line overrides; hydra.yaml: Hydra's node (choices)
-    <run>/run.json                status (running/finished/failed/interrupted), times, provenance
+    <run>/run.json                status (running/finished/pruned/failed/interrupted), times, origin
     <run>/metrics.json            final metrics; written only when the run finished
     <run>/checkpoints/best.ckpt   best by the monitored metric; last.ckpt
     <run>/tensorboard/            event files (scalars, images, hparams)
