@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import shutil
+import socket
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -99,20 +102,41 @@ def test_swept_keys_are_the_overrides_that_differ():
 
 
 class Rendezvous(pl.Callback):
-    """Test-only: each job writes its process id into `folder` as training starts, then waits
-    until `jobs` jobs have: jobs that run one after another time out here instead."""
+    """Test-only: as training starts, each job connects to the test's `meeting` socket, sends
+    its process id and blocks until the test answers, which it does once `jobs` jobs have
+    connected: jobs that run one after another never meet, and the first fails after
+    `timeout_s` (a bound for a hung sweep, not a speed)."""
 
-    def __init__(self, folder: str, jobs: int, timeout_s: float = 600) -> None:
-        self.folder, self.jobs, self.timeout_s = Path(folder), jobs, timeout_s
+    def __init__(self, address: str, timeout_s: float = 600) -> None:
+        self.address, self.timeout_s = address, timeout_s
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / str(os.getpid())).touch()
-        deadline = time.monotonic() + self.timeout_s
-        while len(list(self.folder.iterdir())) < self.jobs:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the other jobs never started beside this one ({self.folder})")
-            time.sleep(0.1)
+        with socket.socket(socket.AF_UNIX) as meeting:
+            meeting.settimeout(self.timeout_s)
+            meeting.connect(self.address)
+            meeting.sendall(str(os.getpid()).encode())
+            if meeting.recv(2) != b"go":
+                raise TimeoutError("the other jobs never started beside this one")
+
+
+def meeting(address: Path, jobs: int) -> list[str]:
+    """The test's side of `Rendezvous`: a thread that waits for `jobs` connections, then lets
+    them all go; the list fills with their process ids."""
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(address))
+    server.listen(jobs)
+    pids: list[str] = []
+
+    def gather() -> None:
+        with server:
+            connections = [server.accept()[0] for _ in range(jobs)]
+            pids.extend(connection.recv(32).decode() for connection in connections)
+            for connection in connections:
+                with connection:
+                    connection.sendall(b"go")
+
+    threading.Thread(target=gather, daemon=True).start()
+    return pids
 
 
 TESTS_ON_PATH = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}  # for the test-only callbacks
@@ -120,13 +144,16 @@ TESTS_ON_PATH = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}  # for the test-only 
 
 @pytest.mark.slow
 def test_joblib_runs_two_jobs_at_once_with_one_thread_share_each(tmp_path):
-    meeting = tmp_path / "meeting"
+    # a short folder of its own: a UNIX socket's path is at most 107 bytes
+    address = Path(tempfile.mkdtemp(prefix="meet")) / "socket"
+    pids = meeting(address, jobs=2)
     result = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMOKE,
                       "+callbacks.rendezvous._target_=test_sweeps.Rendezvous",
-                      f"+callbacks.rendezvous.folder={meeting}", "+callbacks.rendezvous.jobs=2",
-                      "seed=1,2"], tmp_path, timeout=300, env=TESTS_ON_PATH)
+                      f"+callbacks.rendezvous.address={address}", "seed=1,2"], tmp_path,
+                     timeout=300, env=TESTS_ON_PATH)
+    shutil.rmtree(address.parent)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(list(meeting.iterdir())) == 2  # two worker processes, training at the same time
+    assert len(set(pids)) == 2  # two worker processes, training at the same time
     sweep = sweep_dir(tmp_path)
     assert [p.name.split("_")[0] for p in read.find_runs(sweep)] == ["0", "1"]
     first, second = job_info(sweep)

@@ -8,8 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
-import time
-import urllib.error
+import threading
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
@@ -32,28 +31,33 @@ def server(smoke_run):
     run = smoke_run  # trained with callbacks=study: every scalar and image a run logs
     logdir = run.parent
     port = free_port()
+    # --reload_task=blocking with --reload_interval=0 loads every event file before the server
+    # starts: once it prints its address, the run is there, and nothing polls for it
     process = subprocess.Popen(
         [str(TENSORBOARD), "--logdir", str(logdir), "--host", "127.0.0.1",
-         "--port", str(port)],
+         "--port", str(port), "--load_fast=false", "--reload_task=blocking",
+         "--reload_interval=0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     url = f"http://127.0.0.1:{port}"
     name = f"{run.relative_to(logdir)}/tensorboard"
+    hung = threading.Timer(600, process.kill)  # a bound for a hung server, not a speed test
+    hung.start()
     try:
-        deadline = time.monotonic() + 600  # a bound for a hung server, not a speed test
-        while True:  # until it answers and has loaded the run's events
-            if process.poll() is not None:
-                pytest.fail(f"tensorboard exited: {process.stderr.read()[-2000:]}")
-            try:
-                if name in get(url, "/data/plugin/scalars/tags"):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("tensorboard did not serve the run within 600 s")
-            time.sleep(0.5)
+        said = []
+        for line in process.stderr:  # blocks until the server speaks, or ends
+            said.append(line)
+            if f"at {url}/" in line:
+                break
+        else:
+            pytest.fail(f"tensorboard exited before serving: {''.join(said)[-2000:]}")
+        hung.cancel()
+        # the rest of its log is read as it comes, so that a full pipe never stalls it
+        threading.Thread(target=process.stderr.read, daemon=True).start()
+        assert name in get(url, "/data/plugin/scalars/tags")
         yield url, name, run
     finally:
+        hung.cancel()
         process.terminate()
         try:
             process.wait(timeout=10)

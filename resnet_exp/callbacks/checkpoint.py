@@ -13,10 +13,11 @@ class ModelCheckpoint(pl.callbacks.ModelCheckpoint):
     """Lightning's ModelCheckpoint, with `save_last` writing last.ckpt at every save point again.
 
     Since Lightning 2.6 last.ckpt is written only when a top-k checkpoint is written at the same
-    step: with save_top_k=1 it is a copy of best.ckpt from the last improving epoch (the change is
-    described in openclimatefix/pvnet PR #544), so `test_last/*` would test the best weights and a
-    resume would go back to that epoch. Here, a save point where Lightning wrote nothing writes
-    last.ckpt. Same class name, so the state key in checkpoints is unchanged.
+    step: with save_top_k=1 it is a copy of best.ckpt from the last improving epoch (the change
+    is described in github.com/openclimatefix/pvnet/pull/544), so `test_last/*` would test the
+    best weights and a resume would go back to that epoch. Here, a save point where Lightning
+    wrote nothing writes last.ckpt. Same class name, so the state key in checkpoints is
+    unchanged.
     """
 
     def __init__(self, *args, save_on_train_epoch_end: bool | None = True, **kwargs) -> None:
