@@ -36,7 +36,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from resnet_exp.errors import UserError, command
-from resnet_exp.runs import CHECKPOINT_DIR, read
+from resnet_exp.runs import ANALYSIS_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, read
 from resnet_exp.runs.replay import replay
 
 ANALYSES = ("lesion", "landscape", "sharpness", "cka")
@@ -64,7 +64,7 @@ def trained(run_dir: Path, images: int, trust: bool = False):
 
     read.load_config(run_dir)  # one line when the folder is not a run
     ckpt = read.checkpoint_path(run_dir, "best")
-    _, cfg = replay(run_dir, [], trust, output_dir=run_dir / "analysis")
+    _, cfg = replay(run_dir, [], trust, output_dir=run_dir / ANALYSIS_DIR)
     parts = assemble(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), testing=True)
     checkpoint = checkpoints.load(ckpt)
     checkpoints.check_compatible(parts.module, checkpoint, ckpt)
@@ -151,9 +151,9 @@ class Analyses:
 
         from resnet_exp import console, figures
 
-        out = run_dir / "analysis"
+        out = run_dir / ANALYSIS_DIR
         out.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(str(run_dir / "tensorboard" / "analysis"))
+        writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR / ANALYSIS_DIR))
         done = {}
         columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         try:

@@ -113,8 +113,10 @@ def left_out(configs: list[Configuration]) -> list[tuple[Configuration, object]]
     return [(c, r) for c in configs for r in c.runs if not r.done]
 
 
-def write_outputs(out: Path, configs, common, metrics, drawn, argv, baseline=None) -> None:
-    keys, rows = table_rows(configs, metrics, baseline)
+def write_outputs(out: Path, configs, common, metrics, built, drawn, argv,
+                  baseline=None) -> None:
+    """report.md, report.csv and runs.csv; `built` is table_rows' (keys, rows)."""
+    keys, rows = built
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*keys, "n", "not averaged",
@@ -150,12 +152,12 @@ def write_outputs(out: Path, configs, common, metrics, drawn, argv, baseline=Non
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def print_table(configs, common, metrics, baseline=None) -> None:
+def print_table(configs, common, metrics, built, baseline=None) -> None:
     from rich.table import Table
 
     from resnet_exp.console import console
 
-    keys, rows = table_rows(configs, metrics, baseline)
+    keys, rows = built
     table = Table(title=f"{counted(configs)} (mean ± std over seeds)", header_style="bold",
                   caption=" ".join(f"{k}={v}" for k, v in common.items()) or None)
     for key in keys:  # the configuration's values are never cut: resnet20 vs resnet32
@@ -205,14 +207,14 @@ def report(patterns: list[str], out: Path | None = None, metrics: list[str] | No
     else:
         metrics = [m for m in DEFAULT_METRICS if m in present] or list(DEFAULT_METRICS[:1])
     out = Path(out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}")
-    if baseline:
-        baseline_of(configs, baseline)  # a wrong one is answered before anything is drawn
-    print_table(configs, common, metrics, baseline)
+    built = table_rows(configs, metrics, baseline)  # the console's rows, and the files'
+    print_table(configs, common, metrics, built, baseline)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         drawn = draw(configs, metrics[0], staging) if figures else []
-        write_outputs(staging, configs, common, metrics, drawn, argv or patterns, baseline)
+        write_outputs(staging, configs, common, metrics, built, drawn, argv or patterns,
+                      baseline)
         if out.exists():  # --out given again: the new report replaces the old one's files
             for old in staging.iterdir():
                 os.replace(old, out / old.name)

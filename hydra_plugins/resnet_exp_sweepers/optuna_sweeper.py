@@ -41,6 +41,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from resnet_exp.runs import read
+
 PRUNED = "pruned"  # the run status (run.json) of a run its pruner stopped
 
 
@@ -81,17 +83,6 @@ def search_space(params: Mapping[str, Any] | None, arguments: list[str]):
         else:
             fixed.append(override.input_line)
     return space, fixed
-
-
-def run_status(job) -> str | None:
-    """The status a job's run.json records (resnet_exp.runs.record), if it has one."""
-    import json
-
-    try:
-        folder = Path(job.hydra_cfg.hydra.runtime.output_dir)
-        return json.loads((folder / "run.json").read_text()).get("status")
-    except (AttributeError, OSError, ValueError):
-        return None
 
 
 class OptunaSweeper(Sweeper):
@@ -147,7 +138,7 @@ class OptunaSweeper(Sweeper):
                     value = job.return_value
                 except Exception:  # the job's error is in its run.json and the table
                     value = None
-                if run_status(job) == PRUNED:
+                if read.run_status(Path(job.hydra_cfg.hydra.runtime.output_dir)) == PRUNED:
                     study.tell(trial, state=TrialState.PRUNED)
                 elif value is None or (isinstance(value, float) and math.isnan(value)):
                     failures += 1

@@ -40,5 +40,8 @@ GRADIENT_FLOW_COLUMNS = ("epoch", "index", "layer", "mean_abs_grad", "grad_l2_no
 FIGURES_DIR = "figures"
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of a sweep folder
 STATUSES = ("running", "finished", "pruned", "failed", "interrupted")
+# Top-level keys that restart, print, pace or analyse a run, not what it trains: no grouping key
+# of the report (compare.py), no HPARAMS column (hparams.py)
+NOT_TRAINING = ("resume", "extras", "cpu_threads", "analysis")
 ANALYSIS_DIR = "analysis"
 DEBUG_DIR = "debug"  # outputs/debug/: the debug=* runs (conf/_base_debug.yaml), kept apart

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_exp import config
-from resnet_exp.runs import ANALYSIS_DIR, METRICS_FILE, RUN_FILE, read
+from resnet_exp.runs import ANALYSIS_DIR, METRICS_FILE, NOT_TRAINING, RUN_FILE, read
 
 # runs: below this, reading event files in a process pool costs more than it saves
 PARALLEL_FROM = 16
 # panel -> the logged tags it can come from, first found wins (older runs: train/loss_epoch)
 CURVES = {"train/loss": ("train/loss", "train/loss_epoch"), "val/loss": ("val/loss",),
           "train/acc": ("train/acc",), "val/acc": ("val/acc",)}
-# What names, restarts, prints or analyses a run, not what it trained: never a grouping key (a
-# key or anything under it: extras.print_config).
-NOT_SETTINGS = ("seed", "resume", "name", "tags", "extras", "cpu_threads", "analysis")
+# What names a run or is no setting of its training: never a grouping key (a key or anything
+# under it: extras.print_config).
+NOT_SETTINGS = ("seed", "name", "tags", *NOT_TRAINING)
 
 
 @dataclass

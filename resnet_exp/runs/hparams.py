@@ -15,11 +15,12 @@ from collections.abc import Iterable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp.config import GROUPS, override_key
+from resnet_exp.runs import NOT_TRAINING
 
 # the groups whose scalar settings are columns, beside the choices, seed and max_epochs
 SETTING_GROUPS = ("model", "data", "augmentation", "optimizer", "module")
 # overrides that set nothing the run trains with
-NOT_COLUMNS = ("hydra", "extras", "resume", "cpu_threads", "analysis")
+NOT_COLUMNS = ("hydra", *NOT_TRAINING)
 
 
 def settings(cfg: DictConfig, choices: dict, overrides: Sequence[str] = ()) -> dict:
