@@ -152,10 +152,12 @@ class Classifier(pl.LightningModule):
         if self.channels_last == "auto":
             self.use_channels_last(self.trainer.strategy.root_device, str(self.trainer.precision))
 
+    def laid_out(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch in the weights' memory layout (NHWC when `nhwc`)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.nhwc and x.dim() == 4 else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.nhwc and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return self.model(self.laid_out(x))
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> dict:
         x, y = batch
@@ -164,8 +166,7 @@ class Classifier(pl.LightningModule):
         if y.dim() == 2:  # train/acc of a mixed batch: against each image's dominant label
             y = y.argmax(1)
         if self.ema is not None and stage != "train":
-            self.ema.evaluate(stage, x.contiguous(memory_format=torch.channels_last)
-                              if self.nhwc and x.dim() == 4 else x, y, self.criterion)
+            self.ema.evaluate(stage, self.laid_out(x), y, self.criterion)
         # Loss and accuracy accumulate on the device and are logged once per epoch
         # (_log_epoch); the step loss only on the steps Lightning writes to the logger. Logged
         # on every step, with the loss in the progress bar, they cost a host-device sync per
