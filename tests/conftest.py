@@ -1,6 +1,7 @@
-"""Shared fixtures: composing the real config tree, running the real CLI in a subprocess, and one
-finished run that every test reading a run folder shares (`smoke_run`, read-only: a test that
-writes into a run takes `smoke_run_copy`)."""
+"""Shared fixtures: composing the real config tree, running the real CLI in a process of its own
+(forked from a warm interpreter: tests/warm_cli.py), and one finished run that every test
+reading a run folder shares (`smoke_run`, read-only: a test that writes into a run takes
+`smoke_run_copy`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import warm_cli
 from hydra.core.global_hydra import GlobalHydra
 
 from resnet_exp.config import CONF_DIR
@@ -37,7 +39,7 @@ def compose_config(overrides: list[str], output_dir: Path):
 
 def finished_run(cwd: Path, args: list[str], env: dict | None = None) -> Path:
     """`python -m resnet_exp ARGS` into cwd/run, which must finish."""
-    result = run_cli([*args, "hydra.run.dir=run"], cwd, timeout=300, env=env)
+    result = run_cli([*args, "hydra.run.dir=run"], cwd, timeout=300, env=env, new_interpreter=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return cwd / "run"
 
@@ -82,8 +84,7 @@ def smoke_sweep(tmp_path_factory) -> Path:
     """One finished sweep (SMOKE_SWEEP: 4 jobs) for every test that only reads a sweep folder."""
 
     def sweep(cwd: Path) -> None:
-        result = run_cli([*SMOKE_SWEEP, "hydra.sweep.dir=sweep"], cwd, timeout=600,
-                         env=ONE_THREAD)
+        result = run_cli([*SMOKE_SWEEP, "hydra.sweep.dir=sweep"], cwd, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         (cwd / "sweep.stdout").write_text(result.stdout)
 
@@ -104,16 +105,20 @@ def compose_cfg(tmp_path):
     GlobalHydra.instance().clear()
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None):
-    """`python -m resnet_exp ARGS` as a user runs it, in `cwd` (runs land in cwd/outputs). One
-    intra-op thread unless `env` says otherwise: the suite runs a process per core (xdist), and
-    OpenMP threads that spin for a core another process holds made a tiny run 20x slower."""
-    return subprocess.run(
-        [sys.executable, "-m", "resnet_exp", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **ONE_THREAD,
-             **(env or {})},
-    )
+def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None,
+            new_interpreter: bool = False, module: str = "resnet_exp"):
+    """`python -m resnet_exp ARGS` as a user runs it, in `cwd` (runs land in cwd/outputs), from a
+    warm interpreter (tests/warm_cli.py: a fork with the imports done) unless `new_interpreter`,
+    which the tests of what a new interpreter prints take, and those of commands answered before
+    torch loads (help, refusals): for them a new interpreter is the cheaper start.
+    One intra-op thread unless `env` says otherwise: the suite runs a process per core (xdist),
+    and OpenMP threads that spin for a core another process holds made a tiny run 20x slower."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **ONE_THREAD,
+           **(env or {})}
+    if not new_interpreter:
+        return warm_cli.run(module, args, cwd, env, timeout)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
 
 
 def job_dir(sweep: Path, num: int) -> Path:

@@ -134,7 +134,7 @@ def test_an_existing_run_folder_is_never_written_into(run, tmp_path):
 
 @pytest.mark.parametrize("name", ["../../victim", "../../../../x", "a/b", ".hidden"])
 def test_a_name_that_leaves_the_runs_folder_is_refused(tmp_path, name):
-    result = run_cli([*TINY, f"name={name}"], tmp_path, env=ENV)
+    result = run_cli([*TINY, f"name={name}"], tmp_path, env=ENV, new_interpreter=True)
     one_line_error(result, f"name={name}")
     assert not list(tmp_path.rglob("run.json"))
 
@@ -196,7 +196,7 @@ def test_zero_epochs_is_refused_before_a_folder_looks_finished(tmp_path):
 
 def test_the_default_run_folder_is_checked(tmp_path):
     (tmp_path / "outputs").write_text("a file where the runs folder would be")
-    result = run_cli(TINY, tmp_path, env=ENV)
+    result = run_cli(TINY, tmp_path, env=ENV, new_interpreter=True)
     one_line_error(result, "cannot write to the output folder", "hydra.run.dir=")
     assert "HydraConfig was not set" not in result.stderr
 
@@ -222,7 +222,8 @@ def test_bad_values_are_one_line(tmp_path, override, says):
 def test_an_unreadable_file_in_a_config_dir_is_one_line(tmp_path, content):
     (tmp_path / "mine" / "experiment").mkdir(parents=True)
     (tmp_path / "mine" / "experiment" / "bad.yaml").write_bytes(content)
-    result = run_cli(["--config-dir", str(tmp_path / "mine"), "experiment=bad", *TINY], tmp_path)
+    result = run_cli(["--config-dir", str(tmp_path / "mine"), "experiment=bad", *TINY], tmp_path,
+                     new_interpreter=True)
     one_line_error(result, "bad.yaml is not a readable YAML file")
 
 
@@ -271,7 +272,8 @@ def test_a_search_whose_every_trial_fails_ends_with_its_table(tmp_path):
 def test_a_sweep_into_a_folder_that_holds_one_is_refused(tmp_path):
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / runs.SWEEP_FILE).write_text("# an earlier sweep\n")
-    result = run_cli(["-m", *TINY, "seed=1,2", "hydra.sweep.dir=sweep"], tmp_path)
+    result = run_cli(["-m", *TINY, "seed=1,2", "hydra.sweep.dir=sweep"], tmp_path,
+                     new_interpreter=True)
     one_line_error(result, "hydra.sweep.dir=", "holds a sweep already")
     assert (tmp_path / "sweep" / runs.SWEEP_FILE).read_text() == "# an earlier sweep\n"
     assert [p.name for p in (tmp_path / "sweep").iterdir()] == [runs.SWEEP_FILE]

@@ -1,4 +1,5 @@
-"""The command line as a user runs it: a subprocess per command, run folders on disk."""
+"""The command line as a user runs it: a process per command (conftest.run_cli), run folders on
+disk."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from conftest import job_dirs, run_cli, single_run_dir
 def default_run(tmp_path_factory):
     """`python -m resnet_exp` with no arguments: ResNet-20 on the embedded digits."""
     cwd = tmp_path_factory.mktemp("default")
-    result = run_cli([], cwd)
+    result = run_cli([], cwd, new_interpreter=True)  # the README's command, imports and all
     assert result.returncode == 0, result.stderr[-3000:]
     return result, single_run_dir(cwd)
 
@@ -79,7 +80,7 @@ def test_tensorboard_has_scalars_and_hparams(default_run):
 
 
 def test_help_lists_groups_and_examples(tmp_path):
-    result = run_cli(["--help"], tmp_path)
+    result = run_cli(["--help"], tmp_path, new_interpreter=True)
     assert result.returncode == 0
     for text in ("model:", "data:", "optimizer:", "resnet56", "cifar10", "python -m resnet_exp -m"):
         assert text in result.stdout, text

@@ -4,15 +4,12 @@ metrics and figures the run recorded; other data by override; each bad input its
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ONE_THREAD, ROOT
+from conftest import ONE_THREAD, run_cli
 from omegaconf import OmegaConf
 
 from resnet_exp import eval as evaluate
@@ -44,9 +41,7 @@ def eval_folders(run: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_eval_of_the_best_checkpoint_gives_the_recorded_test_metrics_and_figures(run, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "resnet_exp.eval", str(run)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **ENV})
+    done = run_cli([str(run)], tmp_path, timeout=300, env=ENV, module="resnet_exp.eval")
     assert done.returncode == 0, done.stderr[-3000:]
     (out,) = eval_folders(run)
     recorded = json.loads((run / "metrics.json").read_text())

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, job_dir, job_dirs
+from conftest import job_dir, job_dirs, run_cli
 from omegaconf import OmegaConf
 
 from resnet_exp import report, runs
@@ -47,9 +44,8 @@ def read_csv(path: Path) -> list[dict]:
 def test_report_over_real_runs(sweep):
     cwd, folder = sweep
     out = cwd / "rep"
-    result = subprocess.run([sys.executable, "-m", "resnet_exp.report", str(folder), "--out",
-                             str(out)], cwd=cwd, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"})
+    result = run_cli([str(folder), "--out", str(out)], cwd, timeout=300, env={"COLUMNS": "200"},
+                     module="resnet_exp.report")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 configurations" in result.stdout and "Runs not averaged" in result.stdout
 

@@ -5,14 +5,12 @@ naming code outside the allow-list is refused by reproduce and resume alike."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ONE_THREAD, ROOT, run_cli
+from conftest import ONE_THREAD, run_cli
 from omegaconf import OmegaConf
 
 from resnet_exp import reproduce, runs
@@ -24,9 +22,7 @@ ENV = ONE_THREAD
 
 
 def run_reproduce(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "resnet_exp.reproduce", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **ENV})
+    return run_cli(args, cwd, timeout=300, env=ENV, module="resnet_exp.reproduce")
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import functools
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,18 +44,9 @@ def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
             for tag in events.Tags()["scalars"] if "time/" not in tag}
 
 
-def default_sigint() -> None:
-    """A shell starts background jobs (`make test &`) with SIGINT ignored, which children
-    inherit: Python then never raises KeyboardInterrupt. Ctrl-C is what is tested here."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def interrupted(args: list[str], cwd: Path) -> int:
     """`python -m resnet_exp ARGS`, whose SignalAt callback ends it; returns the exit status."""
-    result = subprocess.run(
-        [sys.executable, "-m", "resnet_exp", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, timeout=TIMEOUT, env={**os.environ, **ENV},
-        preexec_fn=default_sigint)
+    result = run_cli(args, cwd, timeout=TIMEOUT, env=ENV)
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return result.returncode
 
@@ -68,20 +57,12 @@ def at(signal_name: str, epoch: int, batch: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory):
-    """The uninterrupted run, started in the background: call it for its folder once done."""
+def twin(tmp_path_factory) -> Path:
+    """The uninterrupted run."""
     cwd = tmp_path_factory.mktemp("twin")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "resnet_exp", *ARGS, *NEVER, "hydra.run.dir=run"], cwd=cwd,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
-
-    def finished() -> Path:
-        _, stderr = process.communicate(timeout=TIMEOUT)
-        assert process.returncode == 0, (stderr or "")[-3000:]
-        return cwd / "run"
-
-    yield finished
-    process.kill()
+    result = run_cli([*ARGS, *NEVER, "hydra.run.dir=run"], cwd, timeout=TIMEOUT, env=ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd / "run"
 
 
 def without_signal_at(overrides: str) -> str:
@@ -115,7 +96,6 @@ def test_killed_three_times_and_resumed_ends_exactly_like_the_twin(twin, tmp_pat
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished"
     assert [r["status"] for r in info["resumed"]] == ["interrupted", "interrupted", "running"]
-    twin = twin()
     twin_metrics = json.loads((twin / "metrics.json").read_text())
     assert twin_metrics["epochs"] == EPOCHS and twin_metrics["global_step"] == BATCHES * EPOCHS
     assert comparable(json.loads((run / "metrics.json").read_text())) == comparable(twin_metrics)
@@ -127,7 +107,6 @@ def test_killed_three_times_and_resumed_ends_exactly_like_the_twin(twin, tmp_pat
 
 @pytest.mark.slow
 def test_resuming_a_finished_run_changes_nothing(twin, tmp_path):
-    twin = twin()
     before = {p: p.read_bytes() for p in (twin / "metrics.json", twin / "run.json")}
     result = run_cli([f"resume={twin}", "--trust"], tmp_path, timeout=TIMEOUT, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -159,7 +138,7 @@ def test_a_sweep_rerun_with_resume_skips_finished_jobs_and_resumes_the_interrupt
     info = json.loads((job_dir(sweep, 1) / "run.json").read_text())
     assert info["status"] == "finished" and len(info["resumed"]) == 1
     assert comparable(json.loads((job_dir(sweep, 1) / "metrics.json").read_text())) == comparable(
-        json.loads((twin() / "metrics.json").read_text()))
+        json.loads((twin / "metrics.json").read_text()))
 
 
 class SigtermAt(pl.Callback):

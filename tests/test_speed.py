@@ -237,8 +237,8 @@ def test_cifar10_fast_runs_under_smoke_on_the_cpu(tmp_path, compose_cfg):
 
 def test_quick_help_prints_what_hydras_help_prints(tmp_path):
     """`--help` alone is answered by resnet_exp/usage.py; with an override Hydra answers."""
-    quick = run_cli(["--help"], tmp_path)
-    hydra = run_cli(["--help", "seed=1"], tmp_path)
+    quick = run_cli(["--help"], tmp_path, new_interpreter=True)
+    hydra = run_cli(["--help", "seed=1"], tmp_path, new_interpreter=True)
     assert quick.returncode == hydra.returncode == 0, quick.stderr + hydra.stderr
     assert quick.stdout == hydra.stdout
     assert "\nmodel: " in quick.stdout and " resnet20," in quick.stdout

@@ -1,5 +1,6 @@
 """Scaling out on existing engines: Hydra's joblib and submitit launchers, the Optuna sweeper,
-Lightning's DDP. Each test runs the real command line in a subprocess on the embedded digits."""
+Lightning's DDP. Each test runs the real command line in a process of its own on the embedded
+digits."""
 
 from __future__ import annotations
 
