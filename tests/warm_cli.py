@@ -6,9 +6,9 @@ The fork is a process of its own, as a new interpreter's is: its exit status, it
 stdout and stderr, its cwd, environment and sys.path are those `python -m` would have, and what
 a run changes in torch's or Hydra's global state dies with it. What it does not repeat is the
 imports: a warning printed while a library imports, or torch's thread count read from
-OMP_NUM_THREADS at import (set here from the environment given). The tests of those (the
-README's default run, the shared `smoke_run`, the docs' commands, the thread counts) start a new
-interpreter.
+OMP_NUM_THREADS at import (set here from the environment given). The tests that need those
+(the README's default run and its console, the shared `smoke_run`, the docs' commands) start a
+new interpreter: docs/testing.md#how-a-test-starts-the-command-line.
 """
 
 from __future__ import annotations
