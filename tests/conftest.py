@@ -24,6 +24,8 @@ SHARED = ROOT.parent / "shared"
 # one thread: the same float sums in the run and in the tests that evaluate it in-process.
 SMOKE_RUN = ["trainer=smoke", "trainer.max_epochs=2", "deterministic=true", "callbacks=study"]
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+# For the runs that load a test's own callback (tests/signal_at.py, tests/prune_trials.py).
+TESTS_ON_PATH = {"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
 # A 2 x 2 sweep: VGG08 without and with shortcuts, two seeds each (the report's configurations).
 SMOKE_SWEEP = ["-m", "model=vgg08", "model.residual=false,true", "seed=1,2", "trainer=smoke",
                "callbacks=study"]
@@ -37,9 +39,9 @@ def compose_config(overrides: list[str], output_dir: Path):
     return compose(overrides, output_dir)
 
 
-def finished_run(cwd: Path, args: list[str], env: dict | None = None) -> Path:
+def finished_run(cwd: Path, args: list[str]) -> Path:
     """`python -m resnet_exp ARGS` into cwd/run, which must finish."""
-    result = run_cli([*args, "hydra.run.dir=run"], cwd, timeout=300, env=env, new_interpreter=True)
+    result = run_cli([*args, "hydra.run.dir=run"], cwd, timeout=300, new_interpreter=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return cwd / "run"
 
@@ -76,7 +78,7 @@ def one_thread_per_worker():
 def smoke_run(tmp_path_factory) -> Path:
     """One finished run (SMOKE_RUN) for every test that only reads a run folder."""
     return made_once(tmp_path_factory, "smoke_run",
-                     lambda cwd: finished_run(cwd, SMOKE_RUN, env=ONE_THREAD)) / "run"
+                     lambda cwd: finished_run(cwd, SMOKE_RUN)) / "run"
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +114,8 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict | None =
     which the tests of what a new interpreter prints take, and those of commands answered before
     torch loads (help, refusals): for them a new interpreter is the cheaper start.
     One intra-op thread unless `env` says otherwise: the suite runs a process per core (xdist),
-    and OpenMP threads that spin for a core another process holds made a tiny run 20x slower."""
+    and OpenMP threads that spin for a core another process holds made a tiny run 20x slower;
+    and runs that are compared (a reproduction, a resume and its twin) need the same float sums."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "0", **ONE_THREAD,
            **(env or {})}
     if not new_interpreter:

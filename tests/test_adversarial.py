@@ -24,7 +24,6 @@ from resnet_exp.errors import UserError
 from resnet_exp.runs import hydra_hooks, read, record, resume, trust
 
 TINY = ["trainer=smoke", "deterministic=true", "callbacks=lean"]
-ENV = {"OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture
@@ -127,14 +126,14 @@ def test_two_runs_claiming_one_default_folder_get_two_folders(tmp_path):
 @pytest.mark.slow
 def test_an_existing_run_folder_is_never_written_into(run, tmp_path):
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    result = run_cli([*TINY, f"hydra.run.dir={run}"], tmp_path, env=ENV)
+    result = run_cli([*TINY, f"hydra.run.dir={run}"], tmp_path)
     one_line_error(result, "holds a run already", f"resume={run}")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize("name", ["../../victim", "../../../../x", "a/b", ".hidden"])
 def test_a_name_that_leaves_the_runs_folder_is_refused(tmp_path, name):
-    result = run_cli([*TINY, f"name={name}"], tmp_path, env=ENV, new_interpreter=True)
+    result = run_cli([*TINY, f"name={name}"], tmp_path, new_interpreter=True)
     one_line_error(result, f"name={name}")
     assert not list(tmp_path.rglob("run.json"))
 
@@ -144,7 +143,7 @@ def test_resuming_a_run_that_another_process_writes_is_refused(run, tmp_path):
     record.write_json_atomic(run / runs.RUN_FILE, read.read_json(run / runs.RUN_FILE)
                              | {"status": "running", "pid": 4242, "host": "elsewhere"})
     with record.lock(run):  # this process stands for the run still training
-        result = run_cli([f"resume={run}"], tmp_path, env=ENV)
+        result = run_cli([f"resume={run}"], tmp_path)
     one_line_error(result, "being written by process 4242 on elsewhere")
 
 
@@ -165,7 +164,7 @@ def test_a_moved_run_resumes_into_its_own_checkpoints_and_evaluates_to_its_recor
     moved = tmp_path / "moved" / "elsewhere"
     moved.parent.mkdir()
     run.rename(moved)
-    result = run_cli([f"resume={moved}", "trainer.max_epochs=3"], tmp_path, env=ENV)
+    result = run_cli([f"resume={moved}", "trainer.max_epochs=3"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (moved / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     metrics = read.read_json(moved / runs.METRICS_FILE)
@@ -177,7 +176,7 @@ def test_a_moved_run_resumes_into_its_own_checkpoints_and_evaluates_to_its_recor
 @pytest.mark.slow
 def test_a_kill_during_the_final_test_loses_no_final_metric(run, tmp_path):
     original = interrupted(run)
-    result = run_cli([f"resume={run}"], tmp_path, env=ENV)
+    result = run_cli([f"resume={run}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read.read_json(run / runs.METRICS_FILE)
     final = {k: v for k, v in original.items() if k.startswith("final/")}
@@ -187,7 +186,7 @@ def test_a_kill_during_the_final_test_loses_no_final_metric(run, tmp_path):
 
 @pytest.mark.slow
 def test_zero_epochs_is_refused_before_a_folder_looks_finished(tmp_path):
-    result = run_cli([*TINY, "trainer.max_epochs=0"], tmp_path, env=ENV)
+    result = run_cli([*TINY, "trainer.max_epochs=0"], tmp_path)
     one_line_error(result, "trainer.max_epochs=0", "python -m resnet_exp.eval")
     assert all(read.run_status(p.parent) != "finished" for p in tmp_path.rglob("run.json"))
 
@@ -196,7 +195,7 @@ def test_zero_epochs_is_refused_before_a_folder_looks_finished(tmp_path):
 
 def test_the_default_run_folder_is_checked(tmp_path):
     (tmp_path / "outputs").write_text("a file where the runs folder would be")
-    result = run_cli(TINY, tmp_path, env=ENV, new_interpreter=True)
+    result = run_cli(TINY, tmp_path, new_interpreter=True)
     one_line_error(result, "cannot write to the output folder", "hydra.run.dir=")
     assert "HydraConfig was not set" not in result.stderr
 
@@ -215,7 +214,7 @@ def test_a_full_disk_names_the_device_and_the_free_space(tmp_path):
 @pytest.mark.parametrize(("override", "says"), [("data.batch_size=0", "data.batch_size=0"),
                                                 ("seed=abc", "seed='abc'")])
 def test_bad_values_are_one_line(tmp_path, override, says):
-    one_line_error(run_cli([*TINY, override], tmp_path, env=ENV), says)
+    one_line_error(run_cli([*TINY, override], tmp_path), says)
 
 
 @pytest.mark.parametrize("content", [b"model: [unclosed\n  x: {", b"\xff\xfe\x00binary\x80"])
@@ -232,7 +231,7 @@ def test_a_truncated_run_json_still_resumes_and_evaluates(run, tmp_path):
     (run / runs.RUN_FILE).write_text('{"status": "fini')
     metrics, _ = evaluate.evaluate(run, [])
     assert metrics["test/acc"] == read.read_json(run / runs.METRICS_FILE)["test/acc"]
-    result = run_cli([f"resume={run}"], tmp_path, env=ENV)
+    result = run_cli([f"resume={run}"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert read.run_status(run) == "finished"
 
@@ -246,8 +245,7 @@ def test_garbage_in_saved_overrides_is_one_line(run, tmp_path):
 
 @pytest.mark.slow
 def test_a_sweep_with_a_failing_job_goes_on_and_ends_with_its_table(tmp_path):
-    result = run_cli(["-m", *TINY, "data.batch_size=0,32", "hydra.sweep.dir=sweep"], tmp_path,
-                     env=ENV)
+    result = run_cli(["-m", *TINY, "data.batch_size=0,32", "hydra.sweep.dir=sweep"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 jobs in" in result.stdout and "failed" in result.stdout
     assert "finished" in result.stdout and "Traceback" not in result.stderr
@@ -261,7 +259,7 @@ def test_a_search_whose_every_trial_fails_ends_with_its_table(tmp_path):
     # a search is a sweep by itself
     result = run_cli(["hparams_search=cifar_resnet", "hydra.sweeper.n_trials=2", *TINY,
                       "module.label_smoothing=interval(1.5, 2.0)", "hydra.sweep.dir=search"],
-                     tmp_path, env=ENV)
+                     tmp_path)
     assert "Record does not exist" not in result.stderr, result.stderr[-3000:]
     assert "no trial of the search completed" in result.stderr
     assert "2 jobs in" in result.stdout and result.stdout.count("failed") >= 2

@@ -9,16 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ONE_THREAD, run_cli
+from conftest import run_cli
 from omegaconf import OmegaConf
 
 from resnet_exp import eval as evaluate
 from resnet_exp import runs
 
 TEST_KEYS = ("loss", "acc", "acc_top5")
-# one thread, as the shared run (conftest.SMOKE_RUN) was trained: the same float summation
-# order in the run and in its evaluations (in this process too: `one_thread`)
-ENV = ONE_THREAD
 
 
 @pytest.fixture
@@ -41,7 +38,7 @@ def eval_folders(run: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_eval_of_the_best_checkpoint_gives_the_recorded_test_metrics_and_figures(run, tmp_path):
-    done = run_cli([str(run)], tmp_path, timeout=300, env=ENV, module="resnet_exp.eval")
+    done = run_cli([str(run)], tmp_path, timeout=300, module="resnet_exp.eval")
     assert done.returncode == 0, done.stderr[-3000:]
     (out,) = eval_folders(run)
     recorded = json.loads((run / "metrics.json").read_text())

@@ -10,19 +10,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ONE_THREAD, run_cli
+from conftest import run_cli
 from omegaconf import OmegaConf
 
 from resnet_exp import reproduce, runs
 from resnet_exp.runs import read
 
-# one thread, as the shared run (conftest.SMOKE_RUN): the same float summation order in every
-# run compared
-ENV = ONE_THREAD
-
 
 def run_reproduce(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return run_cli(args, cwd, timeout=300, env=ENV, module="resnet_exp.reproduce")
+    return run_cli(args, cwd, timeout=300, module="resnet_exp.reproduce")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 import pytorch_lightning as pl
 import signal_at
 import torch
-from conftest import ROOT, job_dir, job_dirs, run_cli
+from conftest import TESTS_ON_PATH, job_dir, job_dirs, run_cli
 
 # ResNet-20 on the digits with crop and flip, 3 epochs of 6 batches; the figure callbacks only
 # cost time here.
@@ -23,10 +23,6 @@ EPOCHS, BATCHES = 3, 6
 ARGS = [f"trainer.max_epochs={EPOCHS}", "trainer=smoke", f"trainer.limit_train_batches={BATCHES}",
         "deterministic=true", "augmentation=standard", "callbacks=lean"]
 TIMEOUT = 300
-# One thread: on a shared 2-core machine OpenMP's spinning threads made a tiny run 20x slower
-# (0.8 s vs 20 s measured); every run compared here uses the same count, which float sums need.
-# tests/ on the path: the runs import signal_at.SignalAt.
-ENV = {"OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
 NEVER = signal_at.overrides("SIGTERM", epoch=-1, batch=0)
 
 
@@ -46,7 +42,7 @@ def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 def interrupted(args: list[str], cwd: Path) -> int:
     """`python -m resnet_exp ARGS`, whose SignalAt callback ends it; returns the exit status."""
-    result = run_cli(args, cwd, timeout=TIMEOUT, env=ENV)
+    result = run_cli(args, cwd, timeout=TIMEOUT, env=TESTS_ON_PATH)
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return result.returncode
 
@@ -60,7 +56,7 @@ def at(signal_name: str, epoch: int, batch: int) -> list[str]:
 def twin(tmp_path_factory) -> Path:
     """The uninterrupted run."""
     cwd = tmp_path_factory.mktemp("twin")
-    result = run_cli([*ARGS, *NEVER, "hydra.run.dir=run"], cwd, timeout=TIMEOUT, env=ENV)
+    result = run_cli([*ARGS, *NEVER, "hydra.run.dir=run"], cwd, timeout=TIMEOUT, env=TESTS_ON_PATH)
     assert result.returncode == 0, result.stderr[-3000:]
     return cwd / "run"
 
@@ -91,7 +87,7 @@ def test_killed_three_times_and_resumed_ends_exactly_like_the_twin(twin, tmp_pat
     assert not (run / "metrics.json").exists()
 
     result = run_cli([f"resume={run}", *at("SIGTERM", -1, 0)], tmp_path, timeout=TIMEOUT,
-                     env=ENV)
+                     env=TESTS_ON_PATH)
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "finished"
@@ -108,7 +104,7 @@ def test_killed_three_times_and_resumed_ends_exactly_like_the_twin(twin, tmp_pat
 @pytest.mark.slow
 def test_resuming_a_finished_run_changes_nothing(twin, tmp_path):
     before = {p: p.read_bytes() for p in (twin / "metrics.json", twin / "run.json")}
-    result = run_cli([f"resume={twin}", "--trust"], tmp_path, timeout=TIMEOUT, env=ENV)
+    result = run_cli([f"resume={twin}", "--trust"], tmp_path, timeout=TIMEOUT, env=TESTS_ON_PATH)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "finished already" in " ".join(result.stdout.split())
     assert {p: p.read_bytes() for p in before} == before
@@ -130,7 +126,7 @@ def test_a_sweep_rerun_with_resume_skips_finished_jobs_and_resumes_the_interrupt
     finished = {p: p.read_bytes()
                 for p in (job_dir(sweep, 0) / "metrics.json", job_dir(sweep, 0) / "run.json")}
 
-    result = run_cli([*command, *NEVER], tmp_path, timeout=TIMEOUT, env=ENV)  # the rerun
+    result = run_cli([*command, *NEVER], tmp_path, timeout=TIMEOUT, env=TESTS_ON_PATH)  # the rerun
     assert result.returncode == 0, result.stderr[-3000:]
     assert "finished already: not run again" in " ".join(result.stdout.split())  # rich wraps
     assert {p: p.read_bytes() for p in finished} == finished

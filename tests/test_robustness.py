@@ -27,8 +27,6 @@ from resnet_exp.runs import hydra_hooks, read, resume, trust
 
 # The kill tests' small deterministic run; the figure callbacks only cost time here.
 TINY = ["trainer=smoke", "deterministic=true", "callbacks=lean"]
-# one thread, as in test_resume.py: 20x faster on a shared 2-core machine
-ENV = {"OMP_NUM_THREADS": "1"}
 
 
 def lightning_checkpoint(model: torch.nn.Module, epoch: int = 0) -> dict:
@@ -245,7 +243,7 @@ def test_a_diverging_run_stops_failed_naming_the_step_and_keeps_a_finite_checkpo
     say failed, and last.ckpt must still hold finite weights from epoch 0."""
     result = run_cli([*TINY, "trainer.max_epochs=4", "scheduler=step",
                       "scheduler.scheduler.step_size=1", "scheduler.scheduler.gamma=1e9",
-                      "hydra.run.dir=run"], tmp_path, timeout=300, env=ENV)
+                      "hydra.run.dir=run"], tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     error = result.stderr.strip().splitlines()[-1]
     # the last update of epoch 1 overflows the weights while its loss is still finite

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-from conftest import ROOT, compose_config, job_dir, run_cli
+from conftest import TESTS_ON_PATH, compose_config, job_dir, run_cli
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from torch.utils.data import DistributedSampler
@@ -140,7 +140,6 @@ def meeting(address: Path, jobs: int) -> list[str]:
     return pids
 
 
-TESTS_ON_PATH = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}  # for the test-only callbacks
 
 
 @pytest.mark.slow
@@ -175,10 +174,10 @@ def test_submitit_local_sweep_with_the_slurm_commands_resume_flag(tmp_path):
     # The SLURM launcher's code path (submitit pickles the job, a fresh process runs it),
     # through submitit's local executor; resume=true as the README's SLURM command gives it:
     # fresh folders simply start. Unlike joblib, submitit's local executor leaves thread counts
-    # alone (on SLURM, cpus_per_task bounds them): one thread each keeps 2 jobs on 2 cores.
+    # alone (on SLURM, cpus_per_task bounds them): run_cli's one thread each keeps 2 jobs on
+    # 2 cores.
     result = run_cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5",
-                      "resume=true", *SMOKE, "seed=1,2"], tmp_path, timeout=300,
-                     env={"OMP_NUM_THREADS": "1"})
+                      "resume=true", *SMOKE, "seed=1,2"], tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = sweep_dir(tmp_path)
     info = job_info(sweep)
@@ -230,12 +229,11 @@ def test_optuna_search_records_failed_pruned_and_complete_trials_and_goes_on(tmp
     # seed (0), the random start-up trials draw 0.90, 0.97, 1.45 and 0.79 from [0, 1.5].
     # Trial 3 is pruned after its first epoch by a test pruner (tests/prune_trials.py), so
     # that which trial is pruned does not depend on the values 3 batches happen to reach.
-    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
     search = ["hparams_search=cifar_resnet", *SMOKE, "trainer.max_epochs=2",
               "module.label_smoothing=interval(0.0, 1.5)",
               "hydra/sweeper/pruner=none", "hydra.sweeper.pruner._target_=prune_trials.PruneTrials"]
     result = run_cli([*search, "hydra.sweeper.n_trials=4", "+hydra.sweeper.pruner.numbers=[3]"],
-                     tmp_path, timeout=300, env=env)
+                     tmp_path, timeout=300, env=TESTS_ON_PATH)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep = sweep_dir(tmp_path)
     storage = f"sqlite:///{sweep / 'optuna.db'}"
@@ -291,7 +289,8 @@ def test_optuna_search_records_failed_pruned_and_complete_trials_and_goes_on(tmp
     result = run_cli([*search, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
                       "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                       "+hydra.sweeper.pruner.numbers=[]", f"hydra.sweeper.storage={storage}",
-                      "hydra.sweep.dir=outputs/continued"], tmp_path, timeout=300, env=env)
+                      "hydra.sweep.dir=outputs/continued"], tmp_path, timeout=300,
+                     env=TESTS_ON_PATH)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = optuna.load_study(study_name="cifar_resnet", storage=storage).trials
     assert len(trials) == 6
