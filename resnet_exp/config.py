@@ -86,9 +86,7 @@ def at_fractions(total: int, *fractions: float) -> list[int]:
     >>> at_fractions(182, 0.5, 0.75)
     [91, 136]
     """
-    from omegaconf import ListConfig  # a resolver may return a list only as a ListConfig
-
-    return ListConfig([int(total * f) for f in fractions])
+    return [int(total * f) for f in fractions]
 
 
 def register_resolvers() -> None:

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 
-from resnet_exp import checkpoints, console, cpu_threads, distributed, speed
+from resnet_exp import checkpoints, console, cpu_threads, distributed, runs, speed
 from resnet_exp.callbacks import ModelCheckpoint
 from resnet_exp.callbacks.pruning import OptunaPruning
 from resnet_exp.config import check_run_settings, override_key
@@ -182,7 +182,7 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
     hydra_cfg = HydraConfig.get()
     resume_from = None
     if cfg.get("resume"):
-        if read.run_status(run_dir) in ("finished", "pruned"):
+        if read.run_status(run_dir) in runs.ENDED:
             return resume.finished(run_dir)  # its metrics and checkpoints stay as they are
         # last.ckpt, or None: start in the same folder
         resume_from = resume.prepare(run_dir) if rank_zero else read.last_checkpoint(run_dir)
@@ -224,8 +224,10 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
                           run_dir=run_dir)
         for callback in trainer.callbacks:  # nested results (perclass.py), after the flat hparams
             metrics.update(getattr(callback, "run_metrics", None) or {})
-        record.finish(metrics, status="pruned" if pruning and pruning.pruned else "finished")
-    if analyses is not None and rank_zero:  # the run is finished whatever they do
+        pruned = pruning is not None and pruning.pruned
+        record.finish(metrics, status=runs.PRUNED if pruned else "finished")
+    # the run is finished whatever they do; a pruned trial is abandoned: no use for them
+    if analyses is not None and rank_zero and not pruned:
         analyses.after_training(run_dir, module, parts.datamodule)
     summary = {k: metrics[k] for k in ("test/acc", "test_last/acc", "best_epoch", "epochs")
                if k in metrics}

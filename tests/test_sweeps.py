@@ -80,6 +80,33 @@ def test_the_search_space_is_read_from_hydras_sweep_syntax():
                                                                                    log=True)
 
 
+def test_a_drawn_value_reaches_its_job_as_the_value_drawn():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.resnet_exp_sweepers.optuna_sweeper import job_overrides, search_space
+
+    space, fixed = search_space({"model.weights": "null,IMAGENET1K_V1",
+                                 "model.residual": "true,false", "ema.decays": "[0.9],[0.99]"},
+                                ["seed=1"])
+    drawn = {key: distribution.choices[0] for key, distribution in space.items()}
+    assert drawn == {"model.weights": None, "model.residual": True, "ema.decays": [0.9]}
+    overrides = job_overrides(fixed, drawn, trial=3)
+    assert overrides[0] == "seed=1" and overrides[-1] == "hydra.sweeper.trial=3"
+    parsed = OverridesParser.create().parse_overrides(overrides[1:-1])
+    assert {o.key_or_group: o.value() for o in parsed} == drawn
+
+
+def test_a_null_pruner_prunes_nothing_in_the_sweeper_and_in_each_job():
+    import optuna
+
+    from resnet_exp.callbacks.pruning import build_pruner
+
+    # Optuna's default for a study given no pruner is its median pruner
+    assert isinstance(build_pruner(None), optuna.pruners.NopPruner)
+    median = OmegaConf.create({"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 2})
+    assert build_pruner(median)._n_startup_trials == 2
+
+
 def test_effective_batch_and_the_local_sweep_guard():
     from resnet_exp import distributed
     from resnet_exp.errors import UserError

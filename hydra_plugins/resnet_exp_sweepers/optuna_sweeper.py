@@ -41,9 +41,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from resnet_exp import runs
+from resnet_exp.config import text
 from resnet_exp.runs import read
-
-PRUNED = "pruned"  # the run status (run.json) of a run its pruner stopped
 
 
 def distribution(override: Override):
@@ -85,6 +85,12 @@ def search_space(params: Mapping[str, Any] | None, arguments: list[str]):
     return space, fixed
 
 
+def job_overrides(fixed: list[str], params: Mapping[str, Any], trial: int) -> list[str]:
+    """A trial's job: the fixed overrides, its drawn values as overrides spell them (a drawn None
+    is `null`, which Hydra reads back as None, not the string "None"), and its trial number."""
+    return [*fixed, *(f"{k}={text(v)}" for k, v in params.items()), f"hydra.sweeper.trial={trial}"]
+
+
 class OptunaSweeper(Sweeper):
     def __init__(self, sampler: DictConfig, pruner: DictConfig | None, direction: str,
                  study_name: str, storage: str | None, n_trials: int, n_jobs: int,
@@ -105,11 +111,13 @@ class OptunaSweeper(Sweeper):
     def study(self):
         import optuna
 
+        # the jobs build the same pruner; Lightning loads only here, when a search starts
+        from resnet_exp.callbacks.pruning import build_pruner
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's table says it all
         study = optuna.create_study(
             study_name=self.study_name, storage=self.storage, direction=self.direction,
-            pruner=instantiate(self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner(),
-            load_if_exists=True)
+            pruner=build_pruner(self.pruner_cfg), load_if_exists=True)
         seed = self.sampler_cfg.get("seed")
         done = len(study.trials)  # a continued study: new points (module docstring)
         study.sampler = instantiate(self.sampler_cfg, **(
@@ -121,14 +129,13 @@ class OptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)  # sqlite cannot make its folder
-        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        OmegaConf.save(self.config, self.sweep_dir / runs.SWEEP_FILE)
         space, fixed = search_space(self.params, arguments)
         study = self.study()
         launched = 0
         while launched < self.n_trials:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - launched))]
-            batch = [[*fixed, *(f"{k}={v}" for k, v in t.params.items()),
-                      f"hydra.sweeper.trial={t.number}"] for t in trials]
+            batch = [job_overrides(fixed, t.params, t.number) for t in trials]
             self.validate_batch_is_legal(batch)
             returns = self.launcher.launch(batch, initial_job_idx=launched)
             launched += len(batch)
@@ -138,7 +145,7 @@ class OptunaSweeper(Sweeper):
                     value = job.return_value
                 except Exception:  # the job's error is in its run.json and the table
                     value = None
-                if read.run_status(Path(job.hydra_cfg.hydra.runtime.output_dir)) == PRUNED:
+                if read.run_status(Path(job.hydra_cfg.hydra.runtime.output_dir)) == runs.PRUNED:
                     study.tell(trial, state=TrialState.PRUNED)
                 elif value is None or (isinstance(value, float) and math.isnan(value)):
                     failures += 1

@@ -48,10 +48,11 @@ def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def features(model: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[list[str], list]:
     """The output of every layer (`layers`), batch by batch: (layer names, [per layer: [per
     batch: tensor]])."""
-    seen: dict[str, list] = {name: [] for name, _ in layers(model)}
+    named = layers(model)
+    seen: dict[str, list] = {name: [] for name, _ in named}
     hooks = [module.register_forward_hook(
         lambda m, i, out, name=name: seen[name].append(out.detach()))
-        for name, module in layers(model)]
+        for name, module in named]
     try:
         for i in range(0, len(x), batch_size):
             model(x[i:i + batch_size])

@@ -17,6 +17,14 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 
 
+def build_pruner(cfg):
+    """The study's pruner (`hydra.sweeper.pruner`), in the sweeper and in each job alike; null
+    is no pruning, where Optuna's own default would be its median pruner."""
+    import optuna
+
+    return instantiate(cfg) if cfg else optuna.pruners.NopPruner()
+
+
 class OptunaPruning(pl.Callback):
     def __init__(self, storage: str, study_name: str, trial: int, pruner, monitor: str) -> None:
         import optuna
@@ -41,8 +49,8 @@ class OptunaPruning(pl.Callback):
         if (hydra_cfg.mode != RunMode.MULTIRUN or sweeper.get("trial") is None
                 or not sweeper.get("storage")):
             return None
-        pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else None
-        return cls(sweeper.storage, sweeper.study_name, sweeper.trial, pruner, monitor)
+        return cls(sweeper.storage, sweeper.study_name, sweeper.trial,
+                   build_pruner(sweeper.get("pruner")), monitor)
 
     @property
     def pruned(self) -> bool:

@@ -85,11 +85,8 @@ def _blend(x: torch.Tensor, other: torch.Tensor, p: torch.Tensor) -> torch.Tenso
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    """`_rgb_to_grayscale_image` (ITU-R 601-2 luma), floored as the uint8 path floors it."""
-    if x.shape[1] == 1:
-        return x.float()
-    r, g, b = x.unbind(1)
-    return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).floor_().unsqueeze(1)
+    """torchvision's grayscale (ITU-R 601-2 luma) of uint8 images, as floats to blend with."""
+    return TF.rgb_to_grayscale(x).float()
 
 
 def _affine(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

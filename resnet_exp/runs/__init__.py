@@ -39,7 +39,9 @@ GRADIENT_FLOW_FILE = "gradient_flow.csv"
 GRADIENT_FLOW_COLUMNS = ("epoch", "index", "layer", "mean_abs_grad", "grad_l2_norm", "steps")
 FIGURES_DIR = "figures"
 SWEEP_FILE = "multirun.yaml"  # Hydra writes it at the top of a sweep folder
-STATUSES = ("running", "finished", "pruned", "failed", "interrupted")
+PRUNED = "pruned"  # a job of an Optuna search that its pruner stopped: it ended, tested
+ENDED = ("finished", PRUNED)  # what a resume leaves as it is
+STATUSES = ("running", *ENDED, "failed", "interrupted")
 # Top-level keys that restart, print, pace or analyse a run, not what it trains: no grouping key
 # of the report (compare.py), no HPARAMS column (hparams.py)
 NOT_TRAINING = ("resume", "extras", "cpu_threads", "analysis")

@@ -12,6 +12,7 @@ from resnet_exp import runs
 from resnet_exp.runs import read
 from resnet_exp.runs.compare import Configuration, curve_panels, sweep_lines
 
+# models/transfer.MODES, spelled again: importing it would load torch into the report
 TRANSFER_MODES = ("scratch", "feature_extract", "finetune")
 
 
