@@ -20,13 +20,16 @@ the epochs, a best val/acc within that spread.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from resnet_exp import runs
+from resnet_exp.config import text
+from resnet_exp.runs import read
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,11 +49,14 @@ def search(pruner: str, trials: int, epochs: int, cwd: Path, extra: list[str]) -
                    f"hydra/sweeper/pruner={pruner}", f"hydra.sweeper.n_trials={trials}",
                    f"hydra.sweep.dir={sweep}", *extra], cwd)
     study = optuna.load_study(study_name="cifar_resnet", storage=f"sqlite:///{sweep}/optuna.db")
-    trained = sum(json.loads(m.read_text())["epochs"] for m in sweep.glob("*/metrics.json"))
+    jobs = read.find_runs(sweep)
+    trained = sum(read.read_json(job / runs.METRICS_FILE)["epochs"] for job in jobs
+                  if (job / runs.METRICS_FILE).exists())
     states = [t.state.name for t in study.trials]
-    for info in sweep.glob("*/run.json"):  # what made a trial fail, for the record
-        if json.loads(info.read_text())["status"] == "failed":
-            print(f"{pruner}: {info.parent.name} failed: {json.loads(info.read_text())['error']}")
+    for job in jobs:  # what made a trial fail, for the record
+        info = read.read_json(job / runs.RUN_FILE)
+        if info["status"] == "failed":
+            print(f"{pruner}: {job.name} failed: {info['error']}")
     return {"pruner": pruner, "epochs": trained, "seconds": seconds,
             "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
             "best": study.best_value, "params": study.best_params}
@@ -62,8 +68,9 @@ def spread(params: dict, seeds: int, epochs: int, cwd: Path, extra: list[str]) -
     for seed in range(1, seeds + 1):
         run = cwd / f"seed{seed}"
         cli(["callbacks=lean", f"trainer.max_epochs={epochs}", f"seed={seed}",
-             f"hydra.run.dir={run}", *(f"{k}={v}" for k, v in params.items()), *extra], cwd)
-        values.append(json.loads((run / "metrics.json").read_text())["val/acc_best"])
+             f"hydra.run.dir={run}", *(f"{k}={text(v)}" for k, v in params.items()), *extra],
+            cwd)
+        values.append(read.read_json(run / runs.METRICS_FILE)["val/acc_best"])
     return values
 
 
@@ -80,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         results = [search(p, args.trials, args.epochs, cwd, args.overrides)
-                   for p in [*args.pruners.split(","), "none"]]
+                   for p in [*(p for p in args.pruners.split(",") if p != "none"), "none"]]
         without = results[-1]
         again = spread(without["params"], args.seeds, args.epochs, cwd, args.overrides)
     print(f"{args.trials} trials x {args.epochs} epochs, ResNet-20, TPE seed 0, "
