@@ -20,7 +20,7 @@ from conftest import run_cli
 
 from resnet_exp import eval as evaluate
 from resnet_exp import reproduce
-from resnet_exp.runs import read, replay
+from resnet_exp.runs import read, replay, trust
 
 OLD_RUN = Path(__file__).parent / "data" / "old_layout_run"
 
@@ -37,7 +37,7 @@ def test_the_fixture_names_the_old_import_paths():
     for old in ("resnet_exp.guards.StopOnNonFinite", "resnet_exp.gradflow.GradientFlow",
                 "resnet_exp.augment.Augmentation", "resnet_exp.checkpoints.ModelCheckpoint"):
         assert old in saved
-        assert replay.renamed(old) != old
+        assert replay.canonical(old) != old
 
 
 def test_every_moved_path_imports_under_its_new_name():
@@ -45,6 +45,7 @@ def test_every_moved_path_imports_under_its_new_name():
 
     for new in replay.MOVED.values():
         assert get_class(new).__name__ == new.rsplit(".", 1)[1]
+        assert trust.allowed(new)
 
 
 def moved_paths_drifted(stderr: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""The callbacks a run uses (conf/callbacks/*.yaml names them `resnet_exp.callbacks.<Class>`).
+"""The callbacks a run uses. conf/callbacks/*.yaml names each by its canonical path
+(`resnet_exp.callbacks.<module>.<Class>`): a saved config may name nothing else (runs/trust.py).
 
     checkpoint.py  ModelCheckpoint: best.ckpt, last.ckpt, and a checkpoint on SIGTERM
     guards.py      StopOnNonFinite; exit_on_sigterm (a scheduler's SIGTERM as an interruption)
@@ -10,7 +11,8 @@
     display.py     progress_bar, model_summary: Rich's on a terminal, plain text elsewhere
                    (EpochLines: a line per epoch)
     step_logging.py  StepLogInterval: step metrics at most once per epoch on short epochs
-    early_stopping.py  early_stopping: Lightning's EarlyStopping when a patience is given
+    early_stopping.py  early_stopping: Lightning's EarlyStopping when a patience is given (not
+                   re-exported: the name would hide the module from Hydra's locator)
     pruning.py     OptunaPruning: a search's job reports to its Optuna trial and stops when pruned
 
 EpochSeed lives in resnet_exp/seeding.py with the rest of what makes a resumed epoch exact.
@@ -18,7 +20,6 @@ EpochSeed lives in resnet_exp/seeding.py with the rest of what makes a resumed e
 
 from resnet_exp.callbacks.checkpoint import ModelCheckpoint
 from resnet_exp.callbacks.display import EpochLines, model_summary, progress_bar
-from resnet_exp.callbacks.early_stopping import early_stopping
 from resnet_exp.callbacks.gradflow import GradientFlow
 from resnet_exp.callbacks.guards import StopOnNonFinite
 from resnet_exp.callbacks.perclass import PerClassMetrics
@@ -29,4 +30,4 @@ from resnet_exp.seeding import EpochSeed
 
 __all__ = ["AugmentedSamples", "EpochLines", "EpochSeed", "EpochThroughput", "GradientFlow",
            "ModelCheckpoint", "PerClassMetrics", "StepLogInterval", "StopOnNonFinite",
-           "early_stopping", "model_summary", "progress_bar"]
+           "model_summary", "progress_bar"]

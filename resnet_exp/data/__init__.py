@@ -7,7 +7,8 @@
     augment.py       Augmentation, batched on the training device
     auto_augment.py  TrivialAugment, RandAugment and AutoAugment, per image, batched
 
-The data modules are re-exported here: conf/data/*.yaml name them `resnet_exp.data.<Class>`.
+The data modules are re-exported here for Python users; conf/data/*.yaml name each by its canonical
+path (`resnet_exp.data.memory.CIFAR10`): a saved config may name nothing else (runs/trust.py).
 """
 
 from resnet_exp.data.augment import Augmentation

@@ -25,39 +25,59 @@ from resnet_exp.runs import OVERRIDES_FILE, RUN_FILE, read, trust
 # Keys of the replay machinery itself, never replayed from a run's saved overrides.
 OWN_KEYS = ("resume",)
 # Import paths of the flat layout (one module per idea, before data/, callbacks/ and runs/) ->
-# today's. A saved override or config that names an old path is read with the new one.
+# today's canonical ones. A saved override or config that names an old path is read with the new.
 MOVED = {
-    "resnet_exp.augment.Augmentation": "resnet_exp.data.Augmentation",
-    "resnet_exp.folders.ImageFolder": "resnet_exp.data.ImageFolder",
-    "resnet_exp.folders.ImageNet": "resnet_exp.data.ImageNet",
-    "resnet_exp.callbacks.EpochThroughput": "resnet_exp.callbacks.EpochThroughput",
-    "resnet_exp.checkpoints.ModelCheckpoint": "resnet_exp.callbacks.ModelCheckpoint",
-    "resnet_exp.gradflow.GradientFlow": "resnet_exp.callbacks.GradientFlow",
-    "resnet_exp.guards.EpochSeed": "resnet_exp.callbacks.EpochSeed",
-    "resnet_exp.guards.StopOnNonFinite": "resnet_exp.callbacks.StopOnNonFinite",
-    "resnet_exp.perclass.PerClassMetrics": "resnet_exp.callbacks.PerClassMetrics",
-    "resnet_exp.samples.AugmentedSamples": "resnet_exp.callbacks.AugmentedSamples",
+    "resnet_exp.augment.Augmentation": "resnet_exp.data.augment.Augmentation",
+    "resnet_exp.folders.ImageFolder": "resnet_exp.data.folders.ImageFolder",
+    "resnet_exp.folders.ImageNet": "resnet_exp.data.folders.ImageNet",
+    "resnet_exp.checkpoints.ModelCheckpoint": "resnet_exp.callbacks.checkpoint.ModelCheckpoint",
+    "resnet_exp.gradflow.GradientFlow": "resnet_exp.callbacks.gradflow.GradientFlow",
+    "resnet_exp.guards.EpochSeed": "resnet_exp.seeding.EpochSeed",
+    "resnet_exp.guards.StopOnNonFinite": "resnet_exp.callbacks.guards.StopOnNonFinite",
+    "resnet_exp.perclass.PerClassMetrics": "resnet_exp.callbacks.perclass.PerClassMetrics",
+    "resnet_exp.samples.AugmentedSamples": "resnet_exp.callbacks.samples.AugmentedSamples",
     "resnet_exp.outputs.CheckOutput": "resnet_exp.runs.hydra_hooks.ClaimOutputFolder",
     "resnet_exp.sweeps.SweepSummary": "resnet_exp.runs.hydra_hooks.SweepSummary",
 }
 
 
+def canonical(target: str) -> str:
+    """Today's canonical name for a target of this package that a run saved under an old path or
+    through a package's re-export (`resnet_exp.callbacks.GradientFlow`); others are unchanged.
+    Only names of the allowed set are ever given back, so this allows nothing new (trust.py).
+
+    >>> canonical("resnet_exp.data.CIFAR10"), canonical("resnet_exp.gradflow.GradientFlow")
+    ('resnet_exp.data.memory.CIFAR10', 'resnet_exp.callbacks.gradflow.GradientFlow')
+    """
+    target = MOVED.get(target, target)
+    package, _, name = target.rpartition(".")
+    if trust.allowed(target) or not package.startswith("resnet_exp"):
+        return target
+    found = [t for t in trust.project_targets() if t.startswith(package + ".")
+             and t.endswith("." + name)]
+    return found[0] if len(found) == 1 else target
+
+
+QUOTES = "'\""
+
+
 def renamed(text: str) -> str:
-    """`text` (an override or a target) with an old import path replaced by today's.
+    """An override of a `_target_` with the value's canonical name (`canonical`).
 
     >>> renamed("+callbacks.g._target_=resnet_exp.gradflow.GradientFlow")
-    '+callbacks.g._target_=resnet_exp.callbacks.GradientFlow'
+    '+callbacks.g._target_=resnet_exp.callbacks.gradflow.GradientFlow'
     """
-    for old, new in MOVED.items():
-        if text == old or text.endswith(("=" + old, "'" + old + "'")):
-            return text.replace(old, new)
-    return text
+    key, sep, value = text.partition("=")
+    if not sep or not key.endswith("_target_"):
+        return text
+    new = canonical(value.strip(QUOTES))
+    return text if new == value.strip(QUOTES) else f"{key}={new}"
 
 
 def _renamed_config(node):
     """A saved config (plain data) with every old `_target_` replaced."""
     if isinstance(node, dict):
-        return {k: renamed(v) if k == "_target_" and isinstance(v, str) else _renamed_config(v)
+        return {k: canonical(v) if k == "_target_" and isinstance(v, str) else _renamed_config(v)
                 for k, v in node.items()}
     if isinstance(node, list):
         return [_renamed_config(v) for v in node]
@@ -146,6 +166,19 @@ def drift(saved: DictConfig, composed: DictConfig, extra: list[str]) -> list[str
 KEPT_AS_RUN = ("module.channels_last",)
 
 
+def _roots(overrides: list[str], extra: list[str], run_dir: Path, output_dir: Path | None):
+    """Where a replayed run may name files: its folders, and the places the user's own
+    configuration names: today's tree with the run's group choices (inside conf/, checked by
+    `replay_overrides`) and the command line's overrides, none of the run's other values."""
+    chosen = [o for o in overrides if o[0] not in "+~" and "." not in config.override_key(o)
+              and o not in extra]
+    try:
+        mine = config.compose(chosen + extra, with_hydra=True)
+    except UserError:  # the command line's overrides need the run's added keys: no roots of theirs
+        mine = config.compose(chosen, with_hydra=True)
+    return trust.roots(trust.resolved(mine, output_dir or run_dir), run_dir, output_dir)
+
+
 def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None = None):
     """(overrides to replay, composed config) for a saved run, refused when it names code
     outside the allow-list (unless `allow`), with a warning on stderr when the config tree has
@@ -153,6 +186,7 @@ def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None
     run_dir = Path(run_dir)
     saved = read.load_config(run_dir)
     overrides = replay_overrides(run_dir, extra, allow)
+    roots = None if allow else _roots(overrides, extra, run_dir, output_dir)
     cfg = config.compose(overrides, output_dir, with_hydra=True)
     given = {config.override_key(o) for o in extra}
     kept = [f"{key}={config.text(OmegaConf.select(saved, key))}" for key in KEPT_AS_RUN
@@ -161,7 +195,8 @@ def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None
     if kept:  # a default changed since the run: the replay computes as the run did
         overrides += kept
         cfg = config.compose(overrides, output_dir, with_hydra=True)
-    trust.check(cfg, source=str(run_dir), trust=allow)  # the hydra node too: its callbacks run
+    if not allow:  # the hydra node too: its callbacks run
+        trust.check(cfg, source=str(run_dir), run_dir=output_dir or run_dir, allowed_roots=roots)
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     # the thread count replay_overrides pins from run.json differs from the saved `auto` by design
     pinned = [o for o in overrides if config.override_key(o) == "cpu_threads"]
