@@ -89,11 +89,34 @@ def at_fractions(total: int, *fractions: float) -> list[int]:
     return [int(total * f) for f in fractions]
 
 
+# A metric whose name holds one of these is better lower (val/loss, test/error, ece, time/epoch_s).
+LOWER_IS_BETTER = ("loss", "err", "ece", "nll", "time/")
+MONITOR_MODES = ("min", "max")
+
+
+def monitor_mode(metric: str) -> str:
+    """"min" or "max": whether a lower or a higher value of `metric` is better, from its name
+    (resolver `monitor_mode`: conf/config.yaml's `monitor_mode` derives from `monitor`). The one
+    home of "higher is better": the checkpoint, early stopping, the Optuna direction, the sweep
+    table and the report read `monitor_mode`.
+
+    >>> monitor_mode("val/acc"), monitor_mode("val/loss"), monitor_mode("val/acc_ema")
+    ('max', 'min', 'max')
+    """
+    return "min" if any(token in str(metric).lower() for token in LOWER_IS_BETTER) else "max"
+
+
+def better(mode: str):
+    """The built-in (`min` or `max`) that picks the best of several scores under `mode`."""
+    return min if mode == "min" else max
+
+
 def register_resolvers() -> None:
     """The resolvers conf/ uses beyond Hydra's own; before any config is composed."""
     from omegaconf import OmegaConf
 
-    for name, resolver in (("job_folder", job_folder), ("at_fractions", at_fractions)):
+    for name, resolver in (("job_folder", job_folder), ("at_fractions", at_fractions),
+                           ("monitor_mode", monitor_mode)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
 
@@ -144,6 +167,9 @@ def check_run_settings(cfg) -> None:
     if printed not in console.PRINT_CONFIG:
         raise UserError(f"extras.print_config={printed}: choose one of "
                         f"{', '.join(console.PRINT_CONFIG)}")
+    if cfg.get("monitor_mode", "max") not in MONITOR_MODES:
+        raise UserError(f"monitor_mode={cfg.monitor_mode}: choose min (lower {cfg.monitor} is "
+                        "better) or max; by default it follows the metric's name")
     trainer = cfg.trainer
     if trainer.get("max_epochs") == 0 or trainer.get("max_steps") == 0:
         raise UserError(

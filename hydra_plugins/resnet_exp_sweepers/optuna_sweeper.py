@@ -29,6 +29,7 @@ It lives under `hydra_plugins/` because Hydra loads sweepers from that package o
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp import runs
 from resnet_exp.config import text
+from resnet_exp.errors import UserError, report_error
 from resnet_exp.runs import read
 
 
@@ -80,7 +82,8 @@ def search_space(params: Mapping[str, Any] | None, arguments: list[str]):
     for override in parser.parse_overrides(arguments):
         if override.is_sweep_override():
             space[override.get_key_element()] = distribution(override)
-        else:
+        else:  # a pinned key leaves the space: the command line wins over the searched range
+            space.pop(override.get_key_element(), None)
             fixed.append(override.input_line)
     return space, fixed
 
@@ -89,6 +92,21 @@ def job_overrides(fixed: list[str], params: Mapping[str, Any], trial: int) -> li
     """A trial's job: the fixed overrides, its drawn values as overrides spell them (a drawn None
     is `null`, which Hydra reads back as None, not the string "None"), and its trial number."""
     return [*fixed, *(f"{k}={text(v)}" for k, v in params.items()), f"hydra.sweeper.trial={trial}"]
+
+
+DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
+
+
+def optuna_direction(direction: str) -> str:
+    """Optuna's name for `direction`, which is `monitor_mode` (min/max) unless given.
+
+    >>> optuna_direction("min")
+    'minimize'
+    """
+    if str(direction).lower() not in DIRECTIONS:
+        raise UserError(f"hydra.sweeper.direction={direction}: choose maximize or minimize (or "
+                        "leave it to monitor_mode, which follows the monitored metric)")
+    return DIRECTIONS[str(direction).lower()]
 
 
 class OptunaSweeper(Sweeper):
@@ -107,6 +125,22 @@ class OptunaSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
         self.sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            self.direction = optuna_direction(self.direction)
+            for key in ("n_trials", "n_jobs"):
+                if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                    raise UserError(f"hydra.sweeper.{key}={getattr(self, key)}: give a whole "
+                                    "number >= 1")
+        except UserError as e:
+            self.give_up(e)
+
+    def give_up(self, error: Exception) -> None:
+        """One line and status 2 (a SystemExit passes Hydra's error report), leaving no sweep
+        folder behind when nothing ran: the one the output check claimed holds only its file."""
+        if self.sweep_dir.is_dir() and [p.name for p in self.sweep_dir.iterdir()] == [
+                runs.SWEEP_FILE]:
+            shutil.rmtree(self.sweep_dir, ignore_errors=True)
+        sys.exit(report_error(str(error)))
 
     def study(self):
         import optuna
@@ -118,6 +152,11 @@ class OptunaSweeper(Sweeper):
         study = optuna.create_study(
             study_name=self.study_name, storage=self.storage, direction=self.direction,
             pruner=build_pruner(self.pruner_cfg), load_if_exists=True)
+        stored = study.direction.name.lower()
+        if stored != self.direction:  # a loaded study keeps its own direction, silently
+            raise UserError(f"the study {self.study_name!r} in {self.storage} is {stored}d, but "
+                            f"this search would {self.direction} {self.config.monitor}: give the "
+                            "same monitor and direction, or a new hydra.sweeper.storage")
         seed = self.sampler_cfg.get("seed")
         done = len(study.trials)  # a continued study: new points (module docstring)
         study.sampler = instantiate(self.sampler_cfg, **(
@@ -129,9 +168,12 @@ class OptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)  # sqlite cannot make its folder
+        try:
+            space, fixed = search_space(self.params, arguments)
+            study = self.study()
+        except (UserError, ValueError) as e:  # nothing ran
+            self.give_up(e)
         OmegaConf.save(self.config, self.sweep_dir / runs.SWEEP_FILE)
-        space, fixed = search_space(self.params, arguments)
-        study = self.study()
         launched = 0
         while launched < self.n_trials:
             trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - launched))]

@@ -28,7 +28,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 from rich.table import Table
 
-from resnet_exp.config import override_key
+from resnet_exp.config import better, check_run_settings, monitor_mode, override_key
 from resnet_exp.errors import UserError, report_error
 from resnet_exp.runs import RUN_FILE, SWEEP_FILE, read
 from resnet_exp.runs.compare import differing_keys, read_run
@@ -92,6 +92,10 @@ class ClaimOutputFolder(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         HydraConfig.instance().set_config(config)  # run.dir interpolates ${hydra:...} (name)
+        try:  # a wrong top-level setting (seed=abc) leaves no run folder behind
+            check_run_settings(config)
+        except UserError as e:
+            sys.exit(report_error(e))
         self._claim(config, config.hydra.run, "hydra.run.dir", RUN_FILE)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
@@ -139,9 +143,10 @@ def _value(metrics: dict, key: str) -> float | None:
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def sweep_table(sweep_dir: Path, monitor: str) -> Table:
+def sweep_table(sweep_dir: Path, monitor: str, mode: str = "max") -> Table:
     """Job folder (under `sweep_dir`, named in the title), status, swept values,
-    `<monitor>_best` and test/acc of each job; the best job by `<monitor>_best` in bold."""
+    `<monitor>_best` and test/acc of each job; the best job by `<monitor>_best` (lowest for
+    `mode` min) in bold."""
     sweep_dir = Path(sweep_dir)
     jobs = [read_run(job) for job in (read.find_runs(sweep_dir) if sweep_dir.is_dir() else [])]
     overrides = [{"seed": str(job.seed), **job.settings} for job in jobs]
@@ -149,8 +154,8 @@ def sweep_table(sweep_dir: Path, monitor: str) -> Table:
     keys = differing_keys(overrides)
     objective = f"{monitor}_best"
     scores = [_value(m, objective) for m in metrics]
-    best = max((i for i, s in enumerate(scores) if s is not None), key=scores.__getitem__,
-               default=None)
+    best = better(mode)((i for i, s in enumerate(scores) if s is not None),
+                        key=scores.__getitem__, default=None)
 
     table = Table(title=f"{len(jobs)} jobs in {sweep_dir}", header_style="bold")
     table.add_column("folder", no_wrap=True)
@@ -184,4 +189,6 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from resnet_exp.console import console
 
-        console.print(sweep_table(Path(config.hydra.sweep.dir), config.get("monitor", "val/acc")))
+        monitor = config.get("monitor", "val/acc")
+        console.print(sweep_table(Path(config.hydra.sweep.dir), monitor,
+                                  config.get("monitor_mode") or monitor_mode(monitor)))
