@@ -171,6 +171,11 @@ def check_run_settings(cfg) -> None:
         raise UserError(f"monitor_mode={cfg.monitor_mode}: choose min (lower {cfg.monitor} is "
                         "better) or max; by default it follows the metric's name")
     trainer = cfg.trainer
+    for key in ("accumulate_grad_batches", "log_every_n_steps", "check_val_every_n_epoch"):
+        value = trainer.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise UserError(f"trainer.{key}={value}: give a whole number >= 1")
     if trainer.get("max_epochs") == 0 or trainer.get("max_steps") == 0:
         raise UserError(
             "trainer.max_epochs=0 (or max_steps=0) trains nothing, so the run would end with no "

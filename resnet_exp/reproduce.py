@@ -21,7 +21,7 @@ from resnet_exp import runs
 from resnet_exp.config import CONF_DIR
 from resnet_exp.errors import UserError, command
 from resnet_exp.runs import read, record
-from resnet_exp.runs.replay import replay
+from resnet_exp.runs.replay import ONE_JOB, replay
 
 IGNORED_PREFIXES = ("time/",)  # wall-clock measurements differ between any two runs
 
@@ -93,7 +93,7 @@ def reproduce(run_dir: Path, overrides: list[str], trust: bool = False) -> tuple
             result["error"] = e
 
     argv = sys.argv
-    sys.argv = [argv[0], *replayed]
+    sys.argv = [argv[0], *replayed, ONE_JOB]
     try:
         job()
     finally:

@@ -54,13 +54,20 @@ def check_optimizer(optimizer) -> None:
         raise UserError(_bad_config_message("optimizer", e)) from e
 
 
-def check_input_shape(model: torch.nn.Module, shape: tuple[int, ...], names: str) -> None:
-    """Fail early, and clearly, when the model cannot take the data's images."""
+def check_input_shape(model: torch.nn.Module, shape: tuple[int, ...], names: str,
+                      num_classes: int | None = None) -> None:
+    """Fail early, and clearly, when the model cannot take the data's images, or gives another
+    number of class scores than the data has classes (the loss would fail at the first label
+    past its last score)."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(2, *shape))
+            scores = model(torch.zeros(2, *shape))
+        if num_classes is not None and scores.shape[-1] != num_classes:
+            raise UserError(f"{names}: the model gives {scores.shape[-1]} class scores but the "
+                            f"data has {num_classes} classes: leave model.num_classes at its "
+                            "default (it follows data.num_classes) or give the same number")
     except RuntimeError as e:
         raise UserError(
             f"{names}: the model cannot take this data's {'x'.join(map(str, shape))} images "
@@ -96,7 +103,8 @@ def assemble(cfg: DictConfig, resume_from: Path | None = None, testing: bool = F
     datamodule = build(cfg.data, "data")
     model = build(cfg.model, "model")
     check_input_shape(model, (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size),
-                      f"model={choices.get('model')} data={choices.get('data')}")
+                      f"model={choices.get('model')} data={choices.get('data')}",
+                      cfg.data.num_classes)
     optimizer = build(cfg.optimizer, "optimizer")
     check_optimizer(optimizer)
     module = build(cfg.module, "module", model=model, optimizer=optimizer,

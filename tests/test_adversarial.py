@@ -7,6 +7,7 @@ input is one line on stderr with exit status 2.
 from __future__ import annotations
 
 import errno
+import shutil
 import socket
 import threading
 from pathlib import Path
@@ -158,6 +159,19 @@ def interrupted(run: Path) -> dict:
     return metrics
 
 
+def test_a_link_out_of_the_run_folder_is_never_written_through(run, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.ckpt").write_bytes(b"not yours")
+    shutil.rmtree(run / runs.CHECKPOINT_DIR)
+    (run / runs.CHECKPOINT_DIR).symlink_to(elsewhere)
+    with pytest.raises(UserError, match="is a link to .*elsewhere, outside the run folder"):
+        resume.command_line(["resnet_exp", f"resume={run}"])
+    with pytest.raises(UserError, match="outside the run folder"):
+        resume.prepare(run)
+    assert [p.name for p in elsewhere.iterdir()] == ["precious.ckpt"]
+
+
 @pytest.mark.slow
 def test_a_moved_run_resumes_into_its_own_checkpoints_and_evaluates_to_its_record(run, tmp_path):
     interrupted(run)
@@ -211,8 +225,12 @@ def test_a_full_disk_names_the_device_and_the_free_space(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("override", "says"), [("data.batch_size=0", "data.batch_size=0"),
-                                                ("seed=abc", "seed='abc'")])
+@pytest.mark.parametrize(("override", "says"), [
+    ("data.batch_size=0", "data.batch_size=0"), ("seed=abc", "seed='abc'"),
+    ("model.num_classes=3", "the model gives 3 class scores but the data has 10 classes"),
+    ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: give a whole"),
+    ("name=ü", "name=ü: Hydra cannot read this override"),
+])
 def test_bad_values_are_one_line(tmp_path, override, says):
     one_line_error(run_cli([*TINY, override], tmp_path), says)
 
@@ -297,9 +315,12 @@ def test_a_download_that_never_answers_says_so_and_gives_up(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_report_of_a_damaged_run_lists_it_instead_of_failing(run, tmp_path):
-    (run / runs.RUN_FILE).write_text("{trunc")
-    (run / runs.METRICS_FILE).write_text("[1, 2")
+@pytest.mark.parametrize(("run_json", "metrics_json"), [("{trunc", "[1, 2"), ("[1, 2]", '"x"')])
+def test_the_report_of_a_damaged_run_lists_it_instead_of_failing(run, tmp_path, run_json,
+                                                                 metrics_json):
+    """Truncated files, and valid JSON of the wrong shape."""
+    (run / runs.RUN_FILE).write_text(run_json)
+    (run / runs.METRICS_FILE).write_text(metrics_json)
     from resnet_exp import report
 
     assert report.main([str(run), "--out", str(tmp_path / "report"), "--no-figures"]) == 0

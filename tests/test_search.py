@@ -30,3 +30,28 @@ def test_a_bad_search_setting_is_one_line_and_leaves_nothing(tmp_path, override,
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and says in result.stderr.splitlines()[-1]
     assert not any((tmp_path / "outputs" / "multirun").glob("*"))
+
+
+@pytest.mark.slow
+def test_a_trial_folder_resumes_and_reproduces_as_that_one_trial(tmp_path):
+    import optuna
+
+    from resnet_exp import reproduce
+
+    search = ["hparams_search=cifar_resnet", "hydra.sweeper.n_trials=2", "trainer=smoke",
+              "callbacks=lean", "hydra.sweep.dir=search"]
+    result = run_cli(search, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    storage = f"sqlite:///{tmp_path / 'search' / 'optuna.db'}"
+
+    def trials() -> int:
+        return len(optuna.load_study(study_name="cifar_resnet", storage=storage).trials)
+
+    assert trials() == 2
+    (trial,) = [p for p in (tmp_path / "search").iterdir() if p.name.startswith("1_")]
+    assert "=" in trial.name and "," in trial.name  # the name a user pastes, unquoted
+    resumed = run_cli([f"resume={trial}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "finished already" in resumed.stdout and trials() == 2
+    new_dir, metrics = reproduce.reproduce(trial, [])
+    assert trials() == 2 and "search" not in str(new_dir) and "test/acc" in metrics

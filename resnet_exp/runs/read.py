@@ -29,8 +29,13 @@ from resnet_exp.runs import (
 
 
 def read_json(path: Path) -> dict:
+    """A JSON object from `path`; ValueError for any other JSON (a list, a string): every reader
+    of run.json and metrics.json treats both as a damaged file."""
     with open(path) as f:
-        return json.load(f)
+        value = json.load(f)
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value
 
 
 def run_status(run_dir: Path) -> str | None:

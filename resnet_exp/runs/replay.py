@@ -24,6 +24,9 @@ from resnet_exp.runs import OVERRIDES_FILE, RUN_FILE, read, trust
 
 # Keys of the replay machinery itself, never replayed from a run's saved overrides.
 OWN_KEYS = ("resume",)
+# A sweep's job replays as that one job: an Optuna trial's `hparams_search=...` sets MULTIRUN,
+# and would start a new search.
+ONE_JOB = "hydra.mode=RUN"
 # Import paths of the flat layout (one module per idea, before data/, callbacks/ and runs/) ->
 # today's canonical ones. A saved override or config that names an old path is read with the new.
 MOVED = {

@@ -21,20 +21,52 @@ from omegaconf import DictConfig
 from resnet_exp import config
 from resnet_exp.errors import UserError
 from resnet_exp.runs import CHECKPOINT_DIR, METRICS_FILE, RUN_FILE, read, record
-from resnet_exp.runs.replay import quote, replay
+from resnet_exp.runs.replay import ONE_JOB, quote, replay
+
+
+RESUME_PREFIXES = ("resume=", "+resume=", "++resume=")
+
+
+def _resume_value(args: list[str]) -> tuple[list[str], str | None]:
+    """(the `resume=` arguments, the last one's value). The value is read as typed, not by Hydra's
+    parser: a sweep job's folder name holds `=` and `,` (`3_lr=0.1,seed=1`)."""
+    given = [a for a in args if a.startswith(RESUME_PREFIXES)]
+    if not given:
+        return [], None
+    value = given[-1].split("=", 1)[1].strip()
+    if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return given, value
+
+
+def check_parsable(args: list[str]) -> None:
+    """Every override Hydra's parser would reject is one line here, before Hydra starts (it
+    would end in a traceback from deep inside its parser)."""
+    from hydra.errors import HydraException
+
+    for arg in args:
+        if arg.startswith("-") or "=" not in arg or arg.startswith(RESUME_PREFIXES):
+            continue
+        try:
+            config.parse_override(arg)
+        except HydraException as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{arg}: Hydra cannot read this override ({first}); quote a value "
+                            f"that holds other characters than letters, digits and -_./:, "
+                            f"e.g. {arg.split('=', 1)[0]}='...'") from None
 
 
 def command_line(argv: list[str]) -> list[str]:
     """The Hydra command line for `resume=RUN_DIR`: the run's own overrides, then the extra
     ones given, with RUN_DIR as the run folder and its .hydra/ left as the run wrote it
-    (`hydra.output_subdir=null`). Other command lines are returned unchanged."""
+    (`hydra.output_subdir=null`), as one job even where the run was a sweep's job
+    (`replay.ONE_JOB`). Other command lines are returned unchanged."""
     args = argv[1:]
     allow = "--trust" in args
     args = [a for a in args if a != "--trust"]
-    given = [a for a in args if "=" in a and not a.startswith("-")
-             and config.override_key(a) == "resume"]
-    value = config.overrides_dict(given[-1:]).get("resume")
-    if value is None or value.strip().lower() in ("", "true", "false", "null", "none"):
+    check_parsable(args)
+    given, value = _resume_value(args)
+    if value is None or value.lower() in ("", "true", "false", "null", "none"):
         if allow:
             raise UserError("--trust applies to resume=RUN_DIR only")
         return argv
@@ -44,10 +76,24 @@ def command_line(argv: list[str]) -> list[str]:
             "hydra.sweep.dir=<its folder> resume=true"
         )
     run_dir = Path(value).expanduser().resolve()
+    if run_dir.is_dir():
+        check_no_links_out(run_dir)
     extra = [a for a in args if a not in given]
     overrides, _ = replay(run_dir, extra, allow)
     return [argv[0], *overrides, f"resume={quote(run_dir)}",
-            f"hydra.run.dir={quote(run_dir)}", "hydra.output_subdir=null"]
+            f"hydra.run.dir={quote(run_dir)}", "hydra.output_subdir=null", ONE_JOB]
+
+
+def check_no_links_out(run_dir: Path) -> None:
+    """A symbolic link inside a run folder that leads out of it is refused: a resumed run
+    deletes stale checkpoints and writes its own through whatever the folder holds."""
+    inside = run_dir.resolve()
+    for path in [run_dir, *run_dir.rglob("*")]:  # rglob does not follow links to folders
+        target = path.resolve()
+        if path.is_symlink() and target != inside and inside not in target.parents:
+            raise UserError(f"{path} is a link to {target}, outside the run folder: a resumed run "
+                            "would delete and write files there. Replace the link with a copy "
+                            "of what it points to, then resume")
 
 
 def prepare(run_dir: Path) -> Path | None:
@@ -55,8 +101,10 @@ def prepare(run_dir: Path) -> Path | None:
 
     Temporary files of a write that was killed are removed; without last.ckpt, a best.ckpt
     left by an attempt killed between its two writes is removed too, so that ModelCheckpoint
-    does not save the new run's best as best-v1.ckpt beside it.
+    does not save the new run's best as best-v1.ckpt beside it. Refused when a link in the
+    folder leads out of it: nothing is deleted or written through it.
     """
+    check_no_links_out(Path(run_dir))
     folder = Path(run_dir) / CHECKPOINT_DIR
     for stale in folder.glob(".*.tmp") if folder.is_dir() else []:
         stale.unlink(missing_ok=True)
