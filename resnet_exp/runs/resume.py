@@ -23,7 +23,6 @@ from resnet_exp.errors import UserError
 from resnet_exp.runs import CHECKPOINT_DIR, METRICS_FILE, RUN_FILE, read, record
 from resnet_exp.runs.replay import ONE_JOB, quote, replay
 
-
 RESUME_PREFIXES = ("resume=", "+resume=", "++resume=")
 
 
