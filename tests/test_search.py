@@ -23,9 +23,23 @@ def test_a_pinned_key_wins_over_its_searched_range():
     ("hydra.sweeper.n_trials=0", "hydra.sweeper.n_trials=0: give a whole number >= 1"),
     ("hydra.sweeper.n_trials=-3", "hydra.sweeper.n_trials=-3: give a whole number >= 1"),
     ("hydra.sweeper.n_jobs=0", "hydra.sweeper.n_jobs=0: give a whole number >= 1"),
+    ("optimizer.lr=choice()", "empty choice is not legal"),
+    ("hydra.sweeper.storage=sqlite:///{tmp}/garbage.db", "cannot be opened as an Optuna storage"),
+    ("hydra.sweeper.storage=sqlite:///{tmp}/other.db",
+     "searched optimizer.lr over FloatDistribution(high=0.5, log=True, low=0.01"),
 ])
 def test_a_bad_search_setting_is_one_line_and_leaves_nothing(tmp_path, override, says):
-    result = run_cli(["hparams_search=cifar_resnet", override, "trainer=smoke"], tmp_path,
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    (tmp_path / "garbage.db").write_bytes(b"not a database, truncated")
+    other = optuna.create_study(study_name="cifar_resnet", direction="maximize",
+                                storage=f"sqlite:///{tmp_path}/other.db")
+    other.add_trial(optuna.trial.create_trial(  # searched over another space
+        params={"optimizer.lr": 0.5}, value=0.9,
+        distributions={"optimizer.lr": FloatDistribution(0.01, 0.5, log=True)}))
+    result = run_cli(["hparams_search=cifar_resnet", "optimizer.lr=interval(0.1,1.0)",
+                      override.format(tmp=tmp_path), "trainer=smoke"], tmp_path,
                      new_interpreter=True)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and says in result.stderr.splitlines()[-1]

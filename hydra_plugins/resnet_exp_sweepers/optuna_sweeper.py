@@ -41,6 +41,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from sqlalchemy.exc import SQLAlchemyError
 
 from resnet_exp import runs
 from resnet_exp.config import text
@@ -109,6 +110,17 @@ def optuna_direction(direction: str) -> str:
     return DIRECTIONS[str(direction).lower()]
 
 
+def same_space(study, space: Mapping[str, Any]) -> None:
+    """A continued study must search the space its trials were drawn from: Optuna's samplers
+    fail, or mix incomparable trials, when a key's range or kind changes."""
+    for trial in study.trials:
+        for key, drawn in trial.distributions.items():
+            if key in space and space[key] != drawn:
+                raise UserError(f"the study {study.study_name!r} searched {key} over {drawn}, this "
+                                f"search over {space[key]}: keep its space, or give a new "
+                                "hydra.sweeper.storage (or study_name) for a new search")
+
+
 class OptunaSweeper(Sweeper):
     def __init__(self, sampler: DictConfig, pruner: DictConfig | None, direction: str,
                  study_name: str, storage: str | None, n_trials: int, n_jobs: int,
@@ -149,9 +161,15 @@ class OptunaSweeper(Sweeper):
         from resnet_exp.callbacks.pruning import build_pruner
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's table says it all
-        study = optuna.create_study(
-            study_name=self.study_name, storage=self.storage, direction=self.direction,
-            pruner=build_pruner(self.pruner_cfg), load_if_exists=True)
+        try:
+            study = optuna.create_study(
+                study_name=self.study_name, storage=self.storage, direction=self.direction,
+                pruner=build_pruner(self.pruner_cfg), load_if_exists=True)
+        except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise UserError(f"hydra.sweeper.storage={self.storage} cannot be opened as an Optuna "
+                            f"storage ({first}): give another storage, or move the file away"
+                            ) from None
         stored = study.direction.name.lower()
         if stored != self.direction:  # a loaded study keeps its own direction, silently
             raise UserError(f"the study {self.study_name!r} in {self.storage} is {stored}d, but "
@@ -171,6 +189,7 @@ class OptunaSweeper(Sweeper):
         try:
             space, fixed = search_space(self.params, arguments)
             study = self.study()
+            same_space(study, space)
         except (UserError, ValueError) as e:  # nothing ran
             self.give_up(e)
         OmegaConf.save(self.config, self.sweep_dir / runs.SWEEP_FILE)

@@ -50,9 +50,10 @@ def check_parsable(args: list[str]) -> None:
             config.parse_override(arg)
         except HydraException as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"{arg}: Hydra cannot read this override ({first}); quote a value "
-                            f"that holds other characters than letters, digits and -_./:, "
-                            f"e.g. {arg.split('=', 1)[0]}='...'") from None
+            hint = "" if "while evaluating" in first else (
+                "; quote a value that holds other characters than letters, digits and -_./:, "
+                f"e.g. {arg.split('=', 1)[0]}='...'")
+            raise UserError(f"{arg}: Hydra cannot read this override ({first}){hint}") from None
 
 
 def command_line(argv: list[str]) -> list[str]:
