@@ -427,6 +427,22 @@ def test_image_folder_in_memory_holds_exact_pixels(tmp_path):
     assert x.shape == (6, 3, 16, 16) and sorted(y.tolist()) == [0, 0, 1, 1, 2, 2]
 
 
+def test_empty_and_non_image_files_are_all_named_in_one_line(tmp_path):
+    write_tree(tmp_path, {"train": 4, "test": 2})
+    (tmp_path / "train" / "alpha" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "train" / "beta" / "notes.jpg").write_text("a text file named like a JPEG")
+    data = folder(tmp_path, in_memory=True)
+    with pytest.raises(UserError, match=r"^2 file\(s\) of the image folder .*empty.jpg, .*"
+                                        r"notes.jpg\): remove or replace them$"):
+        data.setup()
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5])
+def test_a_negative_worker_count_is_one_line(tmp_path, workers):
+    with pytest.raises(UserError, match=f"data.num_workers={workers}: give 0"):
+        folder(tmp_path, num_workers=workers).workers
+
+
 def test_image_folder_workers_decode_and_crop(tmp_path):
     write_tree(tmp_path, {"train": 4, "val": 2}, size=(40, 24))
     data = folder(tmp_path, num_workers=1, augmentation=Augmentation(random_resized_crop=16,

@@ -34,16 +34,31 @@ from resnet_exp.errors import UserError
 
 def read_images(paths: list[str], channels: int) -> list[torch.Tensor]:
     """Decode image files into uint8 C x H x W tensors with torchvision's libjpeg-turbo/libpng
-    decoders: 60 us per CIFAR-sized JPEG against 95 us through PIL, and they release the GIL."""
+    decoders: 60 us per CIFAR-sized JPEG against 95 us through PIL, and they release the GIL.
+    Files that are empty or no image are named, all of them, in one UserError."""
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
     data = []
     for path in paths:
         with open(path, "rb") as f:
             data.append(f.read())
-    encoded = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in data]
-    if all(d[:2] == b"\xff\xd8" for d in data):  # all JPEG: one batched call, 2x faster
-        return decode_jpeg(encoded, mode=mode)
-    return [decode_image(e, mode=mode) for e in encoded]
+    encoded = [torch.frombuffer(bytearray(d), dtype=torch.uint8) if d else None for d in data]
+    try:
+        if all(d[:2] == b"\xff\xd8" for d in data):  # all JPEG: one batched call, 2x faster
+            return decode_jpeg(encoded, mode=mode)
+        return [decode_image(e, mode=mode) for e in encoded]
+    except (RuntimeError, TypeError):  # name every file that fails, not only the first
+        bad = [p for p, e in zip(paths, encoded, strict=True) if not _decodes(e, mode)]
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UserError(f"{len(bad)} file(s) of the image folder are empty or no image "
+                        f"torchvision can decode ({shown}): remove or replace them") from None
+
+
+def _decodes(encoded: torch.Tensor | None, mode: ImageReadMode) -> bool:
+    try:
+        decode_image(encoded, mode=mode)
+    except (RuntimeError, TypeError):
+        return False
+    return True
 
 
 class ImageFiles(Dataset):
@@ -93,6 +108,10 @@ class ImageFolder(DataModule):
         """`num_workers`, or the cores this process may use (a SLURM or cgroup CPU set, not
         the whole machine's) shared among the training processes of this machine."""
         if self.num_workers is not None:
+            if not isinstance(self.num_workers, int) or self.num_workers < 0:
+                raise UserError(f"data.num_workers={self.num_workers}: give 0 (load in the "
+                                "training process), a number of worker processes, or null (one "
+                                "per core this process may use)")
             return self.num_workers
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         per_machine = self.trainer.num_devices if self.trainer is not None else 1
