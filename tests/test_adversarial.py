@@ -11,9 +11,11 @@ import shutil
 import socket
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+import torch
 from conftest import run_cli
 from omegaconf import OmegaConf
 
@@ -222,6 +224,25 @@ def test_a_full_disk_names_the_device_and_the_free_space(tmp_path):
         record.write_json_atomic(tmp_path / "metrics.json", {"a": 1})
     assert "no space left on the device holding" in str(error.value)
     assert "MiB free" in str(error.value) and "hydra.run.dir=" in str(error.value)
+
+
+def test_a_full_disk_under_torchs_zip_writer_is_named_as_a_full_disk(tmp_path):
+    """torch wraps ENOSPC in a RuntimeError with no errno: the free space tells it apart."""
+    import shutil as shell
+
+    from resnet_exp import checkpoints
+
+    def zip_writer_fails(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    with mock.patch("torch.save", side_effect=zip_writer_fails), \
+            mock.patch.object(shell, "disk_usage", return_value=SimpleNamespace(free=0)), \
+            pytest.raises(UserError, match="no space left on the device holding .*0.0 MiB free"):
+        checkpoints.save({"w": torch.zeros(1000)}, tmp_path / "best.ckpt")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    with mock.patch("torch.save", side_effect=zip_writer_fails), \
+            pytest.raises(RuntimeError, match="enforce fail"):  # room enough: not a full disk
+        checkpoints.save({"w": torch.zeros(1000)}, tmp_path / "best.ckpt")
 
 
 @pytest.mark.slow

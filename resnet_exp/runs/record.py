@@ -60,6 +60,26 @@ def write_error(path: Path, error: OSError,
     )
 
 
+def _os_error(error: BaseException, path: Path,
+              needed: Callable[[], int] | None) -> OSError | None:
+    """The OSError behind a failed write: `error` or one in its cause chain; or, for the
+    RuntimeError that torch's zip writer raises on a full disk without an errno ("[enforce fail
+    at inline_container.cc]"), ENOSPC when the device has less room left than the file needs."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    if not isinstance(error, RuntimeError):
+        return None
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return None
+    return OSError(errno.ENOSPC, "No space left on device") if free < (
+        needed() if needed else 2**20) else None
+
+
 def atomic_write(path: Path | str, write: Callable[[IO], None], binary: bool = False,
                  needed: Callable[[], int] | None = None) -> None:
     """Call `write(file)` on a temporary file beside `path`, fsync, rename it over `path`, fsync
@@ -79,9 +99,10 @@ def atomic_write(path: Path | str, write: Callable[[IO], None], binary: bool = F
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
+        os_error = _os_error(e, path, needed)  # before the unlink gives the space back
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise write_error(path, e, needed) from e
+        if os_error is not None:
+            raise write_error(path, os_error, needed) from e
         raise
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
