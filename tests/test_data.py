@@ -440,7 +440,7 @@ def test_empty_and_non_image_files_are_all_named_in_one_line(tmp_path):
 @pytest.mark.parametrize("workers", [-1, 1.5])
 def test_a_negative_worker_count_is_one_line(tmp_path, workers):
     with pytest.raises(UserError, match=f"data.num_workers={workers}: give 0"):
-        folder(tmp_path, num_workers=workers).workers
+        assert folder(tmp_path, num_workers=workers).workers is None  # never reached
 
 
 def test_image_folder_workers_decode_and_crop(tmp_path):
