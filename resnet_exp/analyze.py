@@ -94,12 +94,17 @@ class Analyses:
             raise UserError(f"{self.images} images: CKA's estimator needs at least 4")
 
     def check(self, model) -> None:
-        """Refuse, before any training, an analysis the model cannot have."""
-        from resnet_exp.analysis import lesion
+        """Refuse, before any training, an analysis the model cannot have: one whose parts the
+        model does not declare (`structure()`, resnet_exp/models/structure.py)."""
+        from resnet_exp.analysis import cka, lesion
 
-        if "lesion" in self.names and not lesion.blocks(model):
-            raise UserError(f"lesion: {type(model).__name__} has no residual-style blocks "
-                            "(ResNet or VGG blocks) to remove")
+        needs = {"lesion": (lesion.blocks, "residual-style blocks to remove"),
+                 "cka": (cka.layers, "blocks or stages to compare")}
+        for name in self.names:
+            parts, what = needs.get(name, (None, ""))
+            if parts is not None and not parts(model):
+                raise UserError(f"{name}: {type(model).__name__} has no {what} (none declared "
+                                "by its structure(): resnet_exp/models/structure.py)")
 
     def cost(self, name: str, model, others: int) -> int:
         """How many steps (evaluations, Hessian-vector products, CKA rows) `name` takes."""
@@ -114,7 +119,6 @@ class Analyses:
         from resnet_exp.analysis import cka, landscape, lesion, sharpness
 
         if name == "lesion":
-            self.check(model)
             result = lesion.lesion(model, x, y, draws=self.draws, advance=advance)
             single = [b["accuracy"] for b in result["blocks"]]
             return result | {"summary": {"accuracy": result["accuracy"],
@@ -151,6 +155,7 @@ class Analyses:
 
         from resnet_exp import console, figures
 
+        self.check(model)
         out = run_dir / ANALYSIS_DIR
         out.mkdir(parents=True, exist_ok=True)
         writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR / ANALYSIS_DIR))
@@ -191,6 +196,8 @@ class Analyses:
     def __call__(self, run_dirs: list[Path], trust: bool = False) -> dict[Path, dict]:
         """Each finished run folder; CKA of the first against each other one too."""
         models = [(d, *trained(d, self.images, trust)) for d in run_dirs]
+        for _, model, _, _ in models:  # every refusal before any result is written
+            self.check(model)
         return {run_dir: self.write(run_dir, model, x, y,
                                     [(d, m) for d, m, _, _ in models[1:]] if i == 0 else [])
                 for i, (run_dir, model, x, y) in enumerate(models)}

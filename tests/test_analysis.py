@@ -24,8 +24,8 @@ def test_removing_a_block_that_starts_as_its_shortcut_changes_nothing():
     x, y = digits_like()
     with torch.no_grad():
         before = net(x)
-        for name, _ in lesion.blocks(net):
-            with lesion.removed(net, [name]):
+        for block in lesion.blocks(net):
+            with lesion.removed(net, [block.name]):
                 torch.testing.assert_close(net(x), before)
     result = lesion.lesion(net, x, y, draws=2)
     assert len(result["blocks"]) == 9 and len(result["k"]) == 9
@@ -39,7 +39,7 @@ def test_removing_a_block_of_a_trained_like_net_changes_its_output_and_hooks_are
         x, _ = digits_like()
         with torch.no_grad():
             before = net(x)
-            name = lesion.blocks(net)[0][0]
+            name = lesion.blocks(net)[0].name
             with lesion.removed(net, [name]):
                 assert not torch.allclose(net(x), before)
             torch.testing.assert_close(net(x), before)  # restored

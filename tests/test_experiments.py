@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF, compose_config
+from conftest import CONF, compose_config, job_dirs, run_cli
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from torchvision.io import write_jpeg
@@ -161,6 +161,32 @@ def test_the_residual_studies_run_their_analyses_when_asked(tmp_path, cifar_fold
     for name in ("sharpness", "cka"):
         assert "summary" in json.loads((tmp_path / "analysis" / f"{name}.json").read_text())
     assert read.read_json(tmp_path / runs.RUN_FILE)["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_every_job_of_the_blocks_study_runs_every_analysis(tmp_path, cifar_folder):
+    """The whole sweep as its header runs it, a few batches a job: the block stack, ResNet-20 and
+    ResNet-56, each plain and residual, all finish with the four analyses, the stack's lesion
+    included (its blocks are those it declares, models/structure.py)."""
+    import json
+
+    from resnet_exp.analyze import ANALYSES
+
+    overrides = [o.format(cifar=cifar_folder) for o in SMOKE["residual_vs_standard_blocks"]]
+    result = run_cli(["-m", "experiment=residual_vs_standard_blocks", "trainer=smoke", *overrides,
+                      *ANALYSIS, "callbacks.progress_bar=null", "hydra.sweep.dir=sweep"],
+                     tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_dirs(tmp_path / "sweep")
+    blocks = {"block_stack": 10, "resnet20": 9, "resnet56": 27}  # conf/model/<name>.yaml
+    assert len(jobs) == 2 * len(blocks)
+    for job in jobs:
+        record = read.read_json(job / runs.RUN_FILE)
+        assert record["status"] == "finished", (job.name, record.get("error"))
+        for name in ANALYSES:
+            assert "summary" in json.loads((job / "analysis" / f"{name}.json").read_text())
+        lesion = json.loads((job / "analysis" / "lesion.json").read_text())
+        assert len(lesion["blocks"]) == blocks[read.read_choices(job)["model"]], job.name
 
 
 def test_an_analysis_the_model_cannot_have_is_refused_before_training(tmp_path):

@@ -21,8 +21,8 @@ from torchvision.models import resnet as tv
 from resnet_exp.config import CONF_DIR
 from resnet_exp.errors import UserError
 from resnet_exp.models.resnet import CifarResNet, NoShortcut, resnet
-from resnet_exp.models.small import BlockStack, StackBlock
-from resnet_exp.models.vgg import VGG, VGGBlock
+from resnet_exp.models.small import BlockStack
+from resnet_exp.models.vgg import VGG
 from resnet_exp.module import Classifier
 
 CONF = CONF_DIR / "model"
@@ -191,6 +191,53 @@ def test_torchvision_weights_compute_the_same_function(depth):
         torch.testing.assert_close(ours(x), reference(x))
 
 
+# --- each model declares its structure (resnet_exp/models/structure.py) ------------------------
+
+# config -> (stages, blocks, source); the transfer configs declare their backbone's.
+STRUCTURES = {
+    **{f"resnet{6 * n + 2}": (3, 3 * n, "He et al. 2016, sec 4.2: 3 stages of n blocks, 6n+2")
+       for n in (3, 5, 7, 9, 18, 200)},
+    "plain20": (3, 9, "He et al. 2016, sec 4.2: the plain net has the same blocks"),
+    "plain56": (3, 27, "He et al. 2016, sec 4.2: the plain net has the same blocks"),
+    "resnet56_bottleneck": (3, 18, "9n+2 with bottlenecks (He et al. 2016b): n = 6"),
+    **{f"resnet{d}": (4, n, "He et al. 2016, Table 1")
+       for d, n in ((18, 8), (34, 16), (50, 16), (101, 33), (152, 50))},
+    "resnet18_cifar": (4, 8, "He et al. 2016, Table 1 (the Cutout paper's stem)"),
+    "plain18": (4, 8, "He et al. 2016, Table 1 and Fig. 3"),
+    "plain34": (4, 16, "He et al. 2016, Table 1 and Fig. 3"),
+    "plain_convnet": (4, 8, "seed 001 Plain_Convnet.py: plain-18"),
+    "vgg08": (3, 3, "seed 003: B = 0, one reduction block per stage"),
+    "vgg38": (3, 18, "seed 003: B = 5, and a reduction block per stage"),
+    "vgg68": (3, 33, "seed 003: B = 10, and a reduction block per stage"),
+    "vgg": (3, 18, "seed 003: VGG38"),
+    "block_stack": (1, 10, "seed 000 simulation 4: num_blocks: 10, constant width"),
+    "baseline_cnn": (4, 0, "seed 000 simulation 5: four conv stages, no blocks"),
+    "transfer": (4, 8, "its backbone, ResNet-18"),
+    "transfer_cifar": (3, 9, "its backbone, CIFAR ResNet-20"),
+}
+
+
+def test_every_config_declares_a_structure():
+    assert set(STRUCTURES) == {p.stem for p in CONF.glob("*.yaml")}, "add it to STRUCTURES"
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_config_declares_its_published_stages_and_blocks_and_every_parameter_once(name):
+    stages, blocks, source = STRUCTURES[name]
+    with torch.device("meta"):
+        model = build(name)
+    declared = model.structure()
+    assert (len(declared.stages), len(declared.blocks)) == (stages, blocks), source
+    names = [block.name for block in declared.blocks]
+    modules = dict(model.named_modules())
+    assert len(set(names)) == len(names) and all(n in modules for n in names)
+    in_units = [id(p) for unit in declared.units() for top in unit
+                for p in model.get_submodule(top).parameters()]
+    assert sorted(in_units) == sorted(id(p) for p in model.parameters()), "each parameter once"
+    # blocks in forward order, the order in which their stages hold them
+    assert [declared.unit_of(n) for n in names] == sorted(declared.unit_of(n) for n in names)
+
+
 def test_cifar_resnet_uses_torchvision_names_and_kaiming_init():
     model = CifarResNet(56)
     assert [n for n, _ in model.named_children()] == [
@@ -210,7 +257,6 @@ def test_shortcut_b_projects_only_where_the_shape_changes():
 
 # --- residual=False removes every skip ------------------------------------------------------
 
-BLOCK_TYPES = (tv.BasicBlock, tv.Bottleneck, VGGBlock, StackBlock)
 ABLATIONS = {
     "cifar_A": lambda residual: CifarResNet(20, residual=residual),
     "cifar_B": lambda residual: CifarResNet(20, shortcut="B", residual=residual),
@@ -224,14 +270,17 @@ ABLATIONS = {
 }
 
 
-def block_outputs_with_zeroed_convs(model: nn.Module, size: int) -> list[torch.Tensor]:
-    """Each block's output on its real input once every conv of its residual branch is zero.
+def block_outputs_with_zeroed_convs(model: nn.Module, size: int) -> list[tuple[torch.Tensor,
+                                                                            torch.Tensor]]:
+    """Each declared block's output on its real input once every conv of its residual branch is
+    zero, and what the model declares it outputs without that branch (`Block.lesioned`).
 
     In eval mode with fresh BN statistics a zeroed branch outputs exactly 0, so a block returns
     act(shortcut(x)): all zeros when, and only when, nothing of x bypasses the convs.
     """
     model.eval()
-    blocks = [m for m in model.modules() if isinstance(m, BLOCK_TYPES)]
+    declared = model.structure().blocks
+    blocks = [model.get_submodule(block.name) for block in declared]
     inputs = {}
     hooks = [b.register_forward_pre_hook(lambda m, args: inputs.__setitem__(m, args[0]))
              for b in blocks]
@@ -245,7 +294,8 @@ def block_outputs_with_zeroed_convs(model: nn.Module, size: int) -> list[torch.T
                     m.weight.zero_()
                     if m.bias is not None:
                         m.bias.zero_()
-        return [block(inputs[block]) for block in blocks]
+        return [(block(inputs[block]), b.lesioned(inputs[block]))
+                for block, b in zip(blocks, declared, strict=True)]
 
 
 @pytest.mark.parametrize("family", sorted(ABLATIONS))
@@ -254,8 +304,11 @@ def test_residual_false_removes_every_skip_connection(family):
     plain = block_outputs_with_zeroed_convs(ABLATIONS[family](False), size)
     residual = block_outputs_with_zeroed_convs(ABLATIONS[family](True), size)
     assert len(plain) == len(residual) > 0
-    assert all(out.abs().max() == 0 for out in plain), "a plain block still passes its input"
-    assert all(out.abs().max() > 0 for out in residual), "a residual block lost its shortcut"
+    assert all(out.abs().max() == 0 for out, _ in plain), "a plain block still passes its input"
+    assert all(out.abs().max() > 0 for out, _ in residual), "a residual block lost its shortcut"
+    # the lesion's "block without its branch" is the block with a zero branch, shortcut and all
+    for out, lesioned in residual:
+        torch.testing.assert_close(lesioned, out)
 
 
 def test_plain_imagenet_nets_have_no_shortcut_parameters():

@@ -7,5 +7,6 @@
     cka.py        Kornblith et al. 2019: linear CKA between layers (minibatch, Nguyen et al. 2021)
 
 Each takes a model in evaluation mode and a fixed batch of images; `python -m resnet_exp.analyze`
-runs them on a finished run folder (resnet_exp/analyze.py).
+runs them on a finished run folder (resnet_exp/analyze.py). Lesion and CKA see the model's parts
+only as it declares them (`structure()`, resnet_exp/models/structure.py).
 """

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from resnet_exp.analysis.lesion import blocks
+from resnet_exp.models.structure import structure_of
 
 
 def hsic(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
@@ -40,8 +40,11 @@ def cka(xs: list[torch.Tensor], ys: list[torch.Tensor]) -> float:
 
 
 def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The layers compared: every block, or, for a model without blocks, every top-level child."""
-    return blocks(model) or list(model.named_children())
+    """The layers compared, as the model declares them (`structure()`): every block, or, for a
+    model without blocks (BaselineCNN), the output of each stage, its last module's."""
+    declared = structure_of(model)
+    names = [block.name for block in declared.blocks] or [stage[-1] for stage in declared.stages]
+    return [(name, model.get_submodule(name)) for name in names]
 
 
 @torch.no_grad()

@@ -5,6 +5,9 @@ relu(shortcut(x)), with the block's own shortcut where it has one (identity, opt
 a projection) and, for a plain block (no shortcut), the identity subsampled and zero-padded to the
 block's output shape: "the same block removed whole". A residual network degrades smoothly as
 blocks go, except at the downsampling ones; its plain twin collapses.
+
+The blocks, and what each outputs once removed, are those the model declares (`structure()`,
+resnet_exp/models/structure.py); a model that declares none has nothing to lesion.
 """
 
 from __future__ import annotations
@@ -16,46 +19,23 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
-from torchvision.models import resnet as tv
 
 from resnet_exp.analysis.landscape import loss_and_accuracy
-from resnet_exp.models.resnet import NoShortcut, ZeroPadShortcut
-from resnet_exp.models.vgg import VGGBlock
-
-BLOCKS = (tv.BasicBlock, tv.Bottleneck, VGGBlock)
+from resnet_exp.models.structure import Block, structure_of
 
 
-def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The model's residual-style blocks, in forward order."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, BLOCKS)]
-
-
-def _out_shape(block: nn.Module) -> tuple[int, int]:
-    """(stride, output channels) of a torchvision block."""
-    last_bn = block.bn3 if isinstance(block, tv.Bottleneck) else block.bn2
-    return block.conv2.stride[0] if isinstance(block, tv.Bottleneck) else block.conv1.stride[0], \
-        last_bn.num_features
-
-
-def shortcut(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """What the block outputs without its residual branch."""
-    if isinstance(block, VGGBlock):
-        return block.act(block.pool(x))
-    downsample = block.downsample
-    if downsample is None:
-        return torch.relu(x)
-    if isinstance(downsample, NoShortcut):  # a plain block: option A's identity, shaped to fit
-        stride, channels = _out_shape(block)
-        return torch.relu(ZeroPadShortcut(channels - x.shape[1], stride)(x))
-    return torch.relu(downsample(x))
+def blocks(model: nn.Module) -> tuple[Block, ...]:
+    """The model's residual-style blocks, plain ones included, in forward order."""
+    return structure_of(model).blocks
 
 
 @contextlib.contextmanager
 def removed(model: nn.Module, names: Iterable[str]):
     """Within the block, the named blocks output their shortcut alone."""
-    modules = dict(model.named_modules())
-    hooks = [modules[name].register_forward_hook(
-        lambda block, inputs, output: shortcut(block, inputs[0])) for name in names]
+    lesioned = {block.name: block.lesioned for block in blocks(model)}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda block, inputs, output, shortcut=lesioned[name]: shortcut(inputs[0]))
+        for name in names]
     try:
         yield
     finally:
@@ -77,7 +57,7 @@ def lesion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int = 5,
     """Accuracy of the whole model, with each block removed in turn, and with k random blocks
     removed (k = 1..n, `draws` draws each: mean and standard deviation). `advance` is called
     after each evaluation (a progress bar's)."""
-    names = [name for name, _ in blocks(model)]
+    names = [block.name for block in blocks(model)]
     result = {"accuracy": accuracy(model, x, y), "blocks": [], "k": []}
     advance()
     for name in names:

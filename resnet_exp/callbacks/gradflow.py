@@ -9,7 +9,9 @@
   `gradient_flow/mean_abs/<index>_<layer>` and `gradient_flow/l2_norm/<index>_<layer>`;
 - every epoch, the epoch's averages to `<run>/gradient_flow.csv` (one row per epoch and layer);
 - at the end of training, seed 003's plot (x layers, y average |gradient|, log scale, one line per
-  epoch) as `<run>/figures/gradient_flow.png` and TensorBoard image `gradient_flow`.
+  epoch, a dotted line where each stage and the head begin, as the model declares them:
+  `structure()`, resnet_exp/models/structure.py) as `<run>/figures/gradient_flow.png` and
+  TensorBoard image `gradient_flow`.
 
 The per-step scalars go to their own event file, `<run>/tensorboard/gradient_flow/` (a run of its
 own in TensorBoard's list): per layer and step they outnumber everything else a run logs about
@@ -31,6 +33,7 @@ from torch import nn
 
 from resnet_exp import figures
 from resnet_exp.callbacks.outputs import save_figure, tensorboard
+from resnet_exp.models.structure import structure_of
 from resnet_exp.runs import GRADIENT_FLOW_COLUMNS, GRADIENT_FLOW_FILE
 from resnet_exp.runs.read import read_gradient_flow
 from resnet_exp.runs.record import atomic_write
@@ -46,6 +49,14 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     ]
 
 
+def unit_starts(model: nn.Module, names: list[str]) -> list[int]:
+    """The indices in `names` (weight layers, depth order) where a stage or the head that the
+    model declares begins; none for a model that declares no parts."""
+    declared = structure_of(model)
+    owners = [declared.unit_of(name) for name in names]
+    return [i for i in range(1, len(names)) if owners[i] != owners[i - 1]]
+
+
 class GradientFlow(pl.Callback):
     """See the module docstring. `output_dir` is the run folder (`${hydra:runtime.output_dir}`);
     without one, the trainer's `default_root_dir`."""
@@ -56,6 +67,7 @@ class GradientFlow(pl.Callback):
         self.every_n_steps = every_n_steps
         self.output_dir = output_dir
         self.names: list[str] = []
+        self.unit_starts: list[int] = []  # of the model's declared stages and head, in names
         # epoch -> (average |gradient| per layer, average L2 norm per layer, optimizer steps)
         self.history: dict[int, tuple[list[float], list[float], int]] = {}
         self._weights: list[nn.Parameter] = []
@@ -79,6 +91,7 @@ class GradientFlow(pl.Callback):
         model = getattr(pl_module, "model", pl_module)
         layers = weight_layers(model)
         self.names = [name for name, _ in layers]
+        self.unit_starts = unit_starts(model, self.names)
         self._weights = [w for _, w in layers]
         device = pl_module.device
         self._numel = torch.tensor([w.numel() for w in self._weights], device=device,
@@ -159,6 +172,8 @@ class GradientFlow(pl.Callback):
             title=f"Gradient flow: {type(getattr(pl_module, 'model', pl_module)).__name__}, "
                   f"{len(self.names)} weight layers",
         )
+        for start in self.unit_starts:  # between a part's last layer and the next one's first
+            fig.axes[0].axvline(start - 0.5, color="gray", linestyle=":", linewidth=0.8)
         save_figure(trainer, self.run_dir, fig, "gradient_flow", "gradient_flow")
         self._close()
 

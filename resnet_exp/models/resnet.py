@@ -8,9 +8,13 @@
 Both build on torchvision's `BasicBlock`/`Bottleneck`, which add `downsample(x)` to the residual
 branch when `downsample` is set. The ablations only choose that module: zero-padding (option A), a
 1x1 projection (option B), or `NoShortcut`, which adds nothing and so makes a block plain.
+Both declare their stem, stages (`layer1`, ...), head and blocks (`structure()`,
+models/structure.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +22,7 @@ from torch import nn
 from torchvision.models import resnet as tv
 
 from resnet_exp.errors import UserError
+from resnet_exp.models.structure import Block, Structure
 from resnet_exp.models.weights import load_weights
 
 # He et al. 2016, Table 1: block type and blocks per stage; the torchvision weights of each depth.
@@ -71,6 +76,24 @@ def make_shortcut(kind: str, residual: bool, inplanes: int, outplanes: int,
         nn.Conv2d(inplanes, outplanes, kernel_size=1, stride=stride, bias=False),
         nn.BatchNorm2d(outplanes),
     )
+
+
+def _lesioned(block: tv.BasicBlock | tv.Bottleneck) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the block outputs without its residual branch (`Block.lesioned`): relu of its
+    shortcut, which for a plain block is option A's at the block's stride and output width."""
+    shortcut = block.downsample if block.downsample is not None else nn.Identity()
+    if isinstance(shortcut, NoShortcut):
+        out_channels = getattr(block, "bn3", block.bn2).num_features  # a Bottleneck's is bn3
+        shortcut = ZeroPadShortcut(out_channels - block.conv1.in_channels, block.stride)
+    return lambda x: torch.relu(shortcut(x))
+
+
+def _structure(model: nn.Module, stem: tuple[str, ...], stages: tuple[str, ...]) -> Structure:
+    """A ResNet's: `stem`, then one torchvision block sequence per stage, then pool and `fc`."""
+    blocks = tuple(Block(f"{stage}.{i}", _lesioned(block))
+                   for stage in stages for i, block in enumerate(model.get_submodule(stage)))
+    return Structure(stem=stem, stages=tuple((stage,) for stage in stages),
+                     head=("avgpool", "fc"), blocks=blocks)
 
 
 def _init(model: nn.Module) -> None:
@@ -175,6 +198,18 @@ class CifarResNet(nn.Module):
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
+    def structure(self) -> Structure:
+        return _structure(self, ("conv1", "bn1", "relu"), ("layer1", "layer2", "layer3"))
+
+
+class ResNet(tv.ResNet):
+    """torchvision's ResNet, with nothing added but its `structure()`: the same modules, forward
+    and state-dict keys, so torchvision's weights load unchanged."""
+
+    def structure(self) -> Structure:
+        return _structure(self, ("conv1", "bn1", "relu", "maxpool"),
+                          ("layer1", "layer2", "layer3", "layer4"))
+
 
 def resnet(
     depth: int = 18,
@@ -184,7 +219,7 @@ def resnet(
     cifar_stem: bool = False,
     zero_init_residual: bool = False,
     weights: str | None = None,
-) -> tv.ResNet:
+) -> ResNet:
     """torchvision's ResNet-`depth`: same modules and state-dict keys, so its weights load as is.
 
     `residual=False` gives He et al.'s plain-18/34 (Table 2): every block loses its shortcut,
@@ -197,7 +232,7 @@ def resnet(
         raise UserError(f"model.depth={depth}: ImageNet ResNets exist for depths "
                         f"{', '.join(map(str, IMAGENET_DEPTHS))} (He et al. 2016, Table 1).")
     block, layers, torchvision_weights = IMAGENET_DEPTHS[depth]
-    net = tv.ResNet(block, layers, num_classes=num_classes)
+    net = ResNet(block, layers, num_classes=num_classes)
     if cifar_stem or in_channels != 3:
         size, stride = (3, 1) if cifar_stem else (7, 2)
         net.conv1 = nn.Conv2d(in_channels, 64, size, stride, padding=size // 2, bias=False)

@@ -4,6 +4,7 @@
 - `BaselineCNN`: simulation 5, the from-scratch CNN that the pretrained ResNet-50 is compared to.
 
 Keras convs and dense layers have biases by default and the seed kept them, so these do too.
+Both declare their parts (`structure()`, models/structure.py); only `BlockStack` has blocks.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from resnet_exp.models.structure import Block, Structure, equal_stages
 from resnet_exp.models.weights import load_weights
+
+BASELINE_WIDTHS = (32, 64, 128, 256)  # BaselineCNN's stages
 
 
 class StackBlock(nn.Module):
@@ -32,6 +36,10 @@ class StackBlock(nn.Module):
         if self.residual:
             out = out + x
         return self.relu(out)
+
+    def lesioned(self, x: torch.Tensor) -> torch.Tensor:
+        """Without the convs: relu of the identity, residual or not (`Block.lesioned`)."""
+        return self.relu(x)
 
 
 class BlockStack(nn.Module):
@@ -67,6 +75,14 @@ class BlockStack(nn.Module):
         x = self.relu(self.fc1(torch.flatten(self.avgpool(x), 1)))
         return self.fc(self.dropout(x))
 
+    def structure(self) -> Structure:
+        # One stage: constant width and resolution throughout. `relu` serves the stem and fc1.
+        return Structure(
+            stem=("conv1", "bn1", "relu"), stages=(("blocks",),),
+            head=("avgpool", "fc1", "dropout", "fc"),
+            blocks=tuple(Block(f"blocks.{i}", b.lesioned) for i, b in enumerate(self.blocks)),
+        )
+
 
 class BaselineCNN(nn.Module):
     """Four stages (32/64/128/256) of conv-ReLU-BN-conv-ReLU, 2x2 max-pool, dropout 0.25; global
@@ -78,7 +94,7 @@ class BaselineCNN(nn.Module):
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        for width in (32, 64, 128, 256):
+        for width in BASELINE_WIDTHS:
             layers += [
                 nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(inplace=True),
                 nn.BatchNorm2d(width),
@@ -100,3 +116,11 @@ class BaselineCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(self.avgpool(self.features(x)), 1)
         return self.fc(self.dropout(self.relu(self.fc1(x))))
+
+    def structure(self) -> Structure:
+        """The four stages of `features`, the first conv in the first (no stem), and no blocks:
+        the seed's CNN has none for a lesion to remove."""
+        return Structure(
+            stages=equal_stages("features", len(self.features), len(BASELINE_WIDTHS)),
+            head=("avgpool", "fc1", "relu", "dropout", "fc"),
+        )

@@ -10,8 +10,9 @@ Three modes, compared in `conf/experiment/transfer_learning*.yaml`:
   the backbone at `backbone_lr_scale` times the head's rate; earlier stages stay frozen as above.
 
 The network keeps its own class and state-dict keys (nothing is wrapped), so a fine-tuned
-checkpoint loads back into the plain model config. Stages are the stem (the layers before
-`layer1`), then `layer1`, `layer2`, ... of torchvision's and the CIFAR ResNets; `fc` is the head.
+checkpoint loads back into the plain model config, and its structure is the backbone's. The units
+trained or frozen are those the backbone declares (`structure()`, models/structure.py): its stem,
+then each stage (`layer1`, `layer2`, ... of the ResNets); the head it declares is the new one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from torch import nn
 
 from resnet_exp.errors import UserError
+from resnet_exp.models.structure import structure_of
 
 MODES = ("scratch", "feature_extract", "finetune")
 
@@ -31,19 +33,19 @@ def _keep_eval(module: nn.Module, args: tuple) -> None:
     module.train(False)
 
 
-def stages(model: nn.Module) -> list[list[nn.Module]]:
-    """[stem, layer1, layer2, ...]: the backbone's trainable units, input side first."""
-    children = dict(model.named_children())
-    layers = [name for name in children if name.startswith("layer")]
-    if not layers or not isinstance(children.get("fc"), nn.Linear):
+def parts(model: nn.Module) -> tuple[list[list[nn.Module]], list[nn.Module]]:
+    """([stem, stage 1, stage 2, ...], head): the backbone's declared units, input side first."""
+    declared = structure_of(model)
+    if not declared.stages or not declared.head:
         raise UserError(
-            f"model.backbone builds a {type(model).__name__}, but transfer learning needs a ResNet "
-            "with stages layer1, layer2, ... and a linear classifier `fc`: use "
-            "resnet_exp.models.resnet.resnet (ImageNet ResNets) or .CifarResNet."
+            f"model.backbone builds a {type(model).__name__}, which declares no stages and head "
+            "(`structure()`), and transfer learning trains or freezes those: use a network of "
+            "resnet_exp.models, e.g. resnet_exp.models.resnet.resnet (torchvision's ImageNet "
+            "ResNets, their weights included) or .CifarResNet."
         )
-    names = list(children)
-    stem = [children[n] for n in names[: names.index(layers[0])]]
-    return [stem] + [[children[n]] for n in layers]
+    units = [[model.get_submodule(name) for name in unit]
+             for unit in (declared.stem, *declared.stages) if unit]
+    return units, [model.get_submodule(name) for name in declared.head]
 
 
 def transfer(
@@ -71,29 +73,39 @@ def transfer(
             "use model.mode=scratch."
         )
     model = backbone(weights=None if mode == "scratch" else weights)
-    units = stages(model)
+    units, head = parts(model)
     if mode == "scratch":
         return model
     if mode == "finetune" and not 1 <= trainable_stages <= len(units):
         raise UserError(
             f"model.trainable_stages={trainable_stages}: this backbone has {len(units)} stages "
-            f"(stem + {len(units) - 1} layers); fine-tune 1 to {len(units)} of them, or use "
+            f"(its stem counts as one); fine-tune 1 to {len(units)} of them, or use "
             "model.mode=feature_extract to train the head alone."
         )
     # A new head even when the pretrained one has the right shape: the target's classes are new.
-    model.fc.reset_parameters()
+    for layer in head:
+        reset = getattr(layer, "reset_parameters", None)  # the layers with weights: fc (, fc1)
+        if reset is not None:
+            reset()
     trained = units[len(units) - trainable_stages :] if mode == "finetune" else []
-    trained_ids = {id(p) for unit in trained for m in unit for p in m.parameters()}
-    head_ids = {id(p) for p in model.fc.parameters()}
+    _freeze_all_but(model, [m for unit in trained for m in unit], head, backbone_lr_scale)
+    return model
+
+
+def _freeze_all_but(model: nn.Module, trained: list[nn.Module], head: list[nn.Module],
+                    lr_scale: float) -> None:
+    """Freeze every parameter and batch norm outside `trained` and `head`; `trained` learns at
+    `lr_scale` times the head's rate."""
+    trained_ids = {id(p) for m in trained for p in m.parameters()}
+    head_ids = {id(p) for layer in head for p in layer.parameters()}
     for p in model.parameters():
         if id(p) in head_ids:
             continue
         if id(p) in trained_ids:
-            p.lr_scale = backbone_lr_scale  # read by resnet_exp.module.parameter_groups
+            p.lr_scale = lr_scale  # read by resnet_exp.module.parameter_groups
         else:
             p.requires_grad_(False)
-    trained_modules = {id(m) for unit in trained for top in unit for m in top.modules()}
+    trained_modules = {id(m) for top in trained for m in top.modules()}
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in trained_modules:
             m.register_forward_pre_hook(_keep_eval)
-    return model

@@ -10,6 +10,7 @@ each block and the classifier, depth = 2 + S * (2B + 2):
 
 so `model.depth=8,38,68` sweeps the study's depths. Published parameter counts for 100 classes:
 59,716 (VGG08), 336,196 (VGG38), 338,500 (VGG38 with BN), 616,900 (VGG68 with BN).
+`structure()` declares the entry conv as the stem, each stage's B + 1 blocks, and the head.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from resnet_exp.errors import UserError
+from resnet_exp.models.structure import Block, Structure, equal_stages
 from resnet_exp.models.weights import load_weights
 
 
@@ -44,6 +46,11 @@ class VGGBlock(nn.Module):
         if self.residual:
             out = out + self.pool(x)
         return self.act(out)
+
+    def lesioned(self, x: torch.Tensor) -> torch.Tensor:
+        """Without the convs: the shortcut alone, which is the pooled identity here whether
+        `residual` or not, so a plain block goes whole (`Block.lesioned`)."""
+        return self.act(self.pool(x))
 
 
 class VGG(nn.Module):
@@ -84,8 +91,17 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*blocks)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(width, num_classes)
+        self.num_stages = num_stages
         load_weights(self, weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(self.act(self.bn1(self.conv1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def structure(self) -> Structure:
+        stages = equal_stages("features", len(self.features), self.num_stages)
+        return Structure(
+            stem=("conv1", "bn1", "act"), stages=stages, head=("avgpool", "fc"),
+            blocks=tuple(Block(f"features.{i}", block.lesioned)
+                         for i, block in enumerate(self.features)),
+        )
