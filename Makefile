@@ -8,7 +8,7 @@ ARGS ?=
 TEST_WORKERS ?= -n 2 --dist loadfile
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast test-under-load tensorboard lint bench clean
+.PHONY: help install run test test-fast test-fuzz test-under-load tensorboard lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test: install ## install, then the whole test suite (what CI runs)
 
 test-fast: install ## the tests that start no training run, sweep or compile (before a commit)
 	$(PY) -m pytest $(TEST_WORKERS) -m "not slow" $(ARGS)
+
+test-fuzz: install ## 200 random values for the config's keys (tests/test_fuzz.py; about 8 min)
+	FUZZ_EXAMPLES=200 $(PY) -m pytest $(TEST_WORKERS) tests/test_fuzz.py $(ARGS)
 
 test-under-load: install ## the whole suite beside 4 busy processes per core, as on shared CI
 	$(PY) scripts/stress_cpu.py --per-core 4 -- $(PY) -m pytest $(TEST_WORKERS) $(ARGS)

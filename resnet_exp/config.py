@@ -151,6 +151,34 @@ def compose(overrides: list[str], output_dir: Path | None = None, with_hydra: bo
     return cfg
 
 
+def _check_entries(cfg) -> None:
+    """Each entry of `callbacks` and `logger` is a node to instantiate, or null."""
+    from omegaconf import OmegaConf
+
+    from resnet_exp.errors import UserError
+
+    for group in ("callbacks", "logger"):
+        entries = cfg.get(group) or {}
+        for key, entry in entries.items() if OmegaConf.is_dict(entries) else [("", entries)]:
+            if entry is None or (OmegaConf.is_dict(entry) and "_target_" in entry):
+                continue
+            value = OmegaConf.to_container(entry) if OmegaConf.is_config(entry) else entry
+            where = f"{group}.{key}" if key else group
+            raise UserError(f"{where}={text(value)}: each entry of {group} is a node with a "
+                            f"_target_, or null to leave it out (~{where})")
+
+
+def _check_counts(node, where: str, keys: tuple[str, ...]) -> None:
+    """Each of `keys` that `node` sets is a whole number >= 1."""
+    from resnet_exp.errors import UserError
+
+    for key in keys:
+        value = node.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise UserError(f"{where}.{key}={value}: give a whole number >= 1")
+
+
 def check_run_settings(cfg) -> None:
     """The top-level keys a run needs before anything is built; called before torch is imported,
     so that a wrong one is answered in a second."""
@@ -167,15 +195,20 @@ def check_run_settings(cfg) -> None:
     if printed not in console.PRINT_CONFIG:
         raise UserError(f"extras.print_config={printed}: choose one of "
                         f"{', '.join(console.PRINT_CONFIG)}")
+    if not isinstance(cfg.get("monitor", "val/acc"), str):
+        raise UserError(f"monitor={cfg.monitor}: give the name of a logged metric, e.g. val/acc")
     if cfg.get("monitor_mode", "max") not in MONITOR_MODES:
         raise UserError(f"monitor_mode={cfg.monitor_mode}: choose min (lower {cfg.monitor} is "
                         "better) or max; by default it follows the metric's name")
+    _check_entries(cfg)
+    scheduler = cfg.get("scheduler") or {}
+    if scheduler.get("interval", "epoch") not in ("step", "epoch"):
+        raise UserError(f"scheduler.interval={scheduler.interval}: give step or epoch (when the "
+                        "learning rate changes)")
+    _check_counts(scheduler, "scheduler", ("frequency",))
     trainer = cfg.trainer
-    for key in ("accumulate_grad_batches", "log_every_n_steps", "check_val_every_n_epoch"):
-        value = trainer.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < 1):
-            raise UserError(f"trainer.{key}={value}: give a whole number >= 1")
+    _check_counts(trainer, "trainer",
+                  ("accumulate_grad_batches", "log_every_n_steps", "check_val_every_n_epoch"))
     if trainer.get("max_epochs") == 0 or trainer.get("max_steps") == 0:
         raise UserError(
             "trainer.max_epochs=0 (or max_steps=0) trains nothing, so the run would end with no "

@@ -18,8 +18,9 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from resnet_exp import checkpoints, console, cpu_threads, distributed, runs, speed
+from resnet_exp import checkpoints, console, cpu_threads, distributed, runs, signatures, speed
 from resnet_exp.callbacks import ModelCheckpoint
 from resnet_exp.callbacks.pruning import OptunaPruning
 from resnet_exp.config import check_run_settings, override_key
@@ -33,6 +34,7 @@ from resnet_exp.runs.record import RunRecord, lock
 def build(node: DictConfig, what: str, **kwargs):
     """`instantiate`, with a failure turned into a message that names the config group and the
     overrides the user gave for it (a wrong type such as `optimizer.lr=abc` lands here)."""
+    node = signatures.checked(node, what)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
@@ -42,7 +44,8 @@ def build(node: DictConfig, what: str, **kwargs):
 def _bad_config_message(what: str, error: BaseException) -> str:
     given = [o for o in HydraConfig.get().overrides.task if override_key(o).startswith(what)]
     hint = f" Overrides given for it: {' '.join(given)}." if given else ""
-    return f"Invalid {what} config: {type(error).__name__}: {error}.{hint}"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"Invalid {what} config: {type(error).__name__}: {first}.{hint}"
 
 
 def check_optimizer(optimizer) -> None:
@@ -128,8 +131,12 @@ def assemble(cfg: DictConfig, resume_from: Path | None = None, testing: bool = F
 
 def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None = None) -> dict:
     """Fit (from `ckpt_path` when resuming), then test the best checkpoint as `test/*` and the
-    last one as `test_last/*`."""
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    last one as `test_last/*`. Lightning's MisconfigurationException (a monitor no metric has,
+    a scheduler interval that is neither step nor epoch) is the user's to fix: one line."""
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except MisconfigurationException as e:
+        raise UserError(f"Lightning refuses the configuration: {str(e).splitlines()[0]}") from e
     # The last epoch's train/val numbers (testing replaces trainer.logged_metrics); a run
     # resumed after its last epoch trained none: they are in its last checkpoint.
     metrics = epoch_metrics(trainer)

@@ -32,3 +32,17 @@ class SignalAt(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
             os.kill(os.getpid(), self.signal)
+
+
+class SignalParentAt(pl.Callback):
+    """Sends `signal` to the process that started this one (a sweep's, for a job that a
+    launcher runs in a worker process) when training batch `batch` of epoch `epoch` starts, in
+    the job whose seed is `only_seed` (`seed` is the job's own: `${seed}`)."""
+
+    def __init__(self, signal: str, epoch: int, batch: int, seed: int, only_seed: int) -> None:
+        self.signal, self.epoch, self.batch = getattr(signals, signal), epoch, batch
+        self.sends = seed == only_seed
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.sends and (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            os.kill(os.getppid(), self.signal)

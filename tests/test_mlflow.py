@@ -46,3 +46,21 @@ def test_a_run_and_its_resume_are_one_mlflow_run_with_name_tags_metrics_and_figu
     epochs = client.get_metric_history(run.info.run_id, "epochs")
     assert [m.value for m in epochs] == [1, 2]
     assert resumed.data.params["trainer/max_epochs"] == "1"  # MLflow keeps a parameter as set
+
+
+@pytest.mark.parametrize("gone", ["deleted", "never there"])
+def test_a_resume_whose_mlflow_run_is_gone_continues_in_a_new_one(tmp_path, capsys, gone):
+    pytest.importorskip("mlflow", reason="logger=mlflow needs mlflow-skinny (the dev extra)")
+    from mlflow.tracking import MlflowClient
+
+    from resnet_exp import loggers
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    old = client.create_run(client.create_experiment("resnet_exp")).info.run_id
+    if gone == "deleted":
+        client.delete_run(old)
+    logger = loggers.mlflow("resnet_exp", "run", uri, run_id=old if gone == "deleted" else "0f")
+    assert logger.run_id not in (old, "0f")
+    assert client.get_run(logger.run_id).info.lifecycle_stage == "active"
+    assert "is gone from" in capsys.readouterr().err

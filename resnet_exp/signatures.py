@@ -1,0 +1,130 @@
+"""The arguments a config gives a class, checked against the types its signature declares, before
+it is built: Hydra passes any value through, so `augmentation.flip='yes'` trained with every
+image flipped and `augmentation.crop_padding=abc` failed at the first batch with a TypeError from
+inside torch. An int given where a float is declared is passed as a float (torch's Beta and
+Dirichlet samplers refuse integer parameters).
+
+>>> from omegaconf import OmegaConf
+>>> node = OmegaConf.create({"_target_": "resnet_exp.data.augment.Augmentation", "flip": "yes"})
+>>> checked(node, "augmentation")
+Traceback (most recent call last):
+...
+resnet_exp.errors.UserError: augmentation.flip='yes': give true or false
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Mapping, Sequence
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
+
+from resnet_exp.errors import UserError
+
+_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+          type(None): "null"}
+
+
+# The config's nodes a run builds, each checked before the run folder is claimed.
+BUILT = ("data", "model", "optimizer", "scheduler", "module", "trainer")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every node a run builds (`BUILT`, each callback and logger), checked as `checked` does."""
+    for key in BUILT:
+        checked(cfg.get(key), key)
+    for group in ("callbacks", "logger"):
+        for key, node in (cfg.get(group) or {}).items():
+            checked(node, f"{group}.{key}")
+
+
+def checked(node: DictConfig, where: str) -> DictConfig:
+    """`node`, and each node with a `_target_` inside it, with every argument whose declared type
+    is a plain one (bool, int, float, str, None, a Literal, a list, a mapping, or a union of these)
+    checked against its value, and ints where floats are declared made floats; a UserError
+    naming the key, the value and what it takes otherwise."""
+    if not OmegaConf.is_dict(node):
+        return node
+    node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+    _check(node, where)
+    return node
+
+
+def _check(node: DictConfig, where: str) -> None:
+    hints, parameters = _declared(node.get("_target_"))
+    for key in list(node.keys()):
+        value = node[key]
+        if OmegaConf.is_dict(value):
+            _check(value, f"{where}.{key}")
+        elif str(key) in parameters and str(key) in hints and not str(key).startswith("_"):
+            hint = hints[str(key)]
+            if not _fits(value, hint):
+                raise UserError(f"{where}.{key}={value!r}: give {_describe(hint)}")
+            if isinstance(value, int) and not isinstance(value, bool) and _wants_float(hint):
+                node[key] = float(value)
+
+
+def _declared(target) -> tuple[dict, set]:
+    """(type hints, parameter names) of a `_target_`'s function, or of its class's constructors
+    along the MRO while each passes `**kwargs` on to the next; empty for what cannot be read (a C
+    extension, a name that does not import: instantiate says why)."""
+    if not isinstance(target, str):
+        return {}, set()
+    try:
+        obj = get_object(target)
+        functions = [obj] if not inspect.isclass(obj) else [
+            c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__]
+        hints, names = {}, set()
+        for function in functions:
+            parameters = inspect.signature(function).parameters
+            hints = {**typing.get_type_hints(function), **hints}
+            names |= set(parameters)
+            if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+                break
+        return hints, names
+    except Exception:  # any import or annotation error: left to instantiate's own message
+        return {}, set()
+
+
+def _fits(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arm) for arm in typing.get_args(hint))
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint in (str, type(None)):
+        return isinstance(value, hint)
+    container = origin or hint
+    if isinstance(container, type) and issubclass(container, Mapping):
+        return OmegaConf.is_dict(value)
+    if isinstance(container, type) and issubclass(container, Sequence):
+        return OmegaConf.is_list(value) or (container is str and isinstance(value, str))
+    return True  # a class, a callable, a tensor: not checkable from a config value
+
+
+def _wants_float(hint) -> bool:
+    arms = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) \
+        else (hint,)
+    return float in arms and int not in arms
+
+
+def _describe(hint) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arm) for arm in typing.get_args(hint))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(hint)))
+    if hint in _WORDS:
+        return _WORDS[hint]
+    return "a list" if origin in (list, tuple, Sequence) else getattr(hint, "__name__", str(hint))
