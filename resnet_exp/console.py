@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -54,6 +55,20 @@ class _KnownNotes(logging.Filter):
         return not str(record.msg).startswith(self.NOTES)
 
 
+def literal(value: object) -> str:
+    """`value` as rich prints it unchanged. Rich reads a string's `[...]` as a style tag and drops
+    it: `logger=[tensorboard,mlflow]` would print as `logger=`, a sweep job's folder, which holds
+    its overrides, as `0_logger=,model=...`. Every value a user gave (overrides, names, paths,
+    config keys) goes through here before rich sees it."""
+    return escape(str(value))
+
+
+def add_row(table: Table, *cells: object, style: str | None = None) -> None:
+    """A row of `table` printing each value as it is (`literal`); a `Text` cell keeps its own
+    style, as rich does not read markup in one."""
+    table.add_row(*(c if isinstance(c, Text) else literal(c) for c in cells), style=style)
+
+
 def _text(yaml: str):
     if console.is_terminal:
         return Syntax(yaml, "yaml", theme="ansi_dark", background_color="default")
@@ -66,7 +81,7 @@ def config_tree(cfg: DictConfig) -> Tree:
     keys = [k for k in GROUPS if k in cfg] + [k for k in cfg if k not in GROUPS]
     for key in keys:
         value = cfg[key]
-        branch = tree.add(f"[bold cyan]{key}[/bold cyan]")
+        branch = tree.add(f"[bold cyan]{literal(key)}[/bold cyan]")
         if isinstance(value, DictConfig):
             text = OmegaConf.to_yaml(value, resolve=True)
         else:
@@ -92,7 +107,7 @@ def print_config(cfg: DictConfig, mode: str, choices: Mapping[str, object],
     if mode == "full":
         console.print(config_tree(cfg))
     elif mode == "groups":
-        console.print(choices_lines(choices, overrides), markup=False, highlight=False)
+        console.print(literal(choices_lines(choices, overrides)), highlight=False)
 
 
 def _fmt(value) -> str:
@@ -102,11 +117,11 @@ def _fmt(value) -> str:
 
 
 def summary_table(title: str, rows: Mapping[str, object]) -> Table:
-    table = Table(title=title, show_header=True, header_style="bold")
+    table = Table(title=literal(title), show_header=True, header_style="bold")
     table.add_column("metric", no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)
     for key, value in rows.items():
-        table.add_row(key, _fmt(value))
+        add_row(table, key, _fmt(value))
     return table
 
 

@@ -10,7 +10,10 @@ artifacts; `resume=RUN_DIR` continues the same MLflow run (its id is in run.json
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+from pytorch_lightning.utilities import rank_zero_only
 
 from resnet_exp.errors import UserError
 
@@ -27,11 +30,27 @@ def mlflow(experiment_name: str, run_name: str, tracking_uri: str, tags: list | 
                         "(or pip install -e '.[mlflow]')") from None
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if run_id is not None and not _alive(tracking_uri, run_id):
+        # the run folder is the truth: its training continues, its MLflow record starts anew
+        print(f"warning: MLflow run {run_id} is gone from {tracking_uri} (deleted, or the store "
+              "was moved): this run continues in a new MLflow run", file=sys.stderr)
+        run_id = None
     labels = {str(t): "true" for t in tags or []}
     if run_dir is not None:
         labels["run_dir"] = str(Path(run_dir).resolve())
     return MLFlowLogger(experiment_name=experiment_name, run_name=run_name,
                         tracking_uri=tracking_uri, tags=labels, run_id=run_id)
+
+
+def _alive(tracking_uri: str, run_id: str) -> bool:
+    """Whether the store holds `run_id`, not deleted (MLflow refuses to log to a deleted run)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        return MlflowClient(tracking_uri).get_run(run_id).info.lifecycle_stage != "deleted"
+    except MlflowException:
+        return False
 
 
 def log_artifacts(logger, run_dir: Path, names: tuple[str, ...]) -> None:
@@ -44,6 +63,7 @@ def log_artifacts(logger, run_dir: Path, names: tuple[str, ...]) -> None:
             logger.experiment.log_artifact(logger.run_id, str(path))
 
 
+@rank_zero_only  # as the logger's own log_hyperparams: other ranks' experiment is a dummy
 def record_final(logger, params: dict, metrics: dict, run_dir: Path) -> None:
     """The end of a run in its MLflow run: the settings (MLflow refuses to change a logged
     parameter, so a resumed run adds only the new ones), the final numbers, the artifacts."""

@@ -155,25 +155,25 @@ def write_outputs(out: Path, configs, common, metrics, built, drawn, argv,
 def print_table(configs, common, metrics, built, baseline=None) -> None:
     from rich.table import Table
 
-    from resnet_exp.console import console
+    from resnet_exp.console import add_row, console, literal
 
     keys, rows = built
     table = Table(title=f"{counted(configs)} (mean ± std over seeds)", header_style="bold",
-                  caption=" ".join(f"{k}={v}" for k, v in common.items()) or None)
+                  caption=literal(" ".join(f"{k}={v}" for k, v in common.items())) or None)
     for key in keys:  # the configuration's values are never cut: resnet20 vs resnet32
-        table.add_column(key, no_wrap=True, min_width=len(key))
+        table.add_column(literal(key), no_wrap=True, min_width=len(key))
     for name in ("n", *metrics, *delta_names(metrics, baseline)):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("not averaged", style="yellow")
-    for row in rows:
-        table.add_row(*row.cells())
+    for row in rows:  # values as the overrides gave them: logger=[tensorboard,mlflow]
+        add_row(table, *row.cells())
     console.print(table)
     if left_out(configs):
         rest = Table(title="Runs not averaged", header_style="bold")
         for column in ("run", "status", "configuration", "error"):
             rest.add_column(column, overflow="fold")
         for c, r in left_out(configs):
-            rest.add_row(str(r.path), r.status, c.label, (r.error or "")[:200])
+            add_row(rest, r.path, r.status, c.label, (r.error or "")[:200])
         console.print(rest)
 
 
@@ -248,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = report(args.paths, args.out, args.metrics, not args.no_figures,
                  argv if argv is not None else sys.argv[1:], args.tags, args.baseline)
-    from resnet_exp.console import console
+    from resnet_exp.console import console, literal
 
-    console.print(f"report: {out / 'report.md'}")
+    console.print(f"report: {literal(out / 'report.md')}")
     return 0
 
 

@@ -2,6 +2,8 @@
 
     python scripts/bench.py                  # everything, a few minutes on 2 CPU cores
     python scripts/bench.py --parts train    # train, options, compile, eval, data, memory, startup
+    python scripts/bench.py --synthetic --rounds 1 --seconds 0.05 --probe-steps 1 --startup-runs 1
+                                             # every part runs (tests/test_combinations.py)
     make bench ARGS="--parts data,startup --rounds 5"
 
 In one process, side by side on the same model, data and precision:
@@ -179,6 +181,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--override", action="append", default=[],
                    help="a config override for every case, e.g. trainer.precision=bf16-mixed")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--synthetic", action="store_true",
+                   help="32x32 synthetic images even where the CIFAR-10 copy is found")
+    p.add_argument("--work", type=Path, default=ROOT / "outputs" / "bench",
+                   help="where CIFAR-10 is extracted and the measured runs write (default: "
+                        "outputs/bench)")
     args = p.parse_args(argv)
     args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = set(args.parts) - set(PARTS)
@@ -199,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # wide enough for the tables when the output goes to a file (rich assumes 80 columns)
     console = Console() if sys.stdout.isatty() else Console(width=140)
-    cache = ROOT / "outputs" / "bench"
+    cache = args.work
     cache.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix="bench-", dir=cache))
     started, load_before = time.perf_counter(), load()
@@ -207,10 +214,11 @@ def main(argv: list[str] | None = None) -> dict:
     console.print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     console.print(f"load average at start: {load_before:.2f}")
     needs_data = bool(set(args.parts) - {"startup"})
-    root = cifar_root(cache) if needs_data else None
+    root = cifar_root(cache) if needs_data and not args.synthetic else None
     ctx = BenchContext(out=out, cifar_root=root, overrides=list(args.override))
     if needs_data:
-        console.print(f"CIFAR-10: {root or 'not found, 32x32 synthetic images instead'}")
+        why = "--synthetic" if args.synthetic else "not found"
+        console.print(f"CIFAR-10: {root or f'{why}, 32x32 synthetic images instead'}")
     results: dict = {}
     try:
         for name in args.parts:

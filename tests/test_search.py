@@ -69,3 +69,40 @@ def test_a_trial_folder_resumes_and_reproduces_as_that_one_trial(tmp_path):
     assert "finished already" in resumed.stdout and trials() == 2
     new_dir, metrics = reproduce.reproduce(trial, [])
     assert trials() == 2 and "search" not in str(new_dir) and "test/acc" in metrics
+
+
+@pytest.mark.slow
+def test_a_killed_trial_runs_again_and_the_resumed_search_ends_with_its_trials(tmp_path):
+    import sqlite3
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from hydra_plugins.resnet_exp_sweepers.optuna_sweeper import search_space
+    from resnet_exp import config
+
+    search = ["hparams_search=cifar_resnet", "hydra.sweeper.n_trials=3", "trainer=smoke",
+              "callbacks=lean", "hydra.sweep.dir=search"]
+    two = run_cli([*search, "hydra.sweeper.n_trials=2"], tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    # the search killed (kill -9) while a third trial ran: RUNNING, its last beat an hour ago
+    # (written into Optuna's heartbeat table: no test waits for a clock)
+    db = tmp_path / "search" / "optuna.db"
+    study = optuna.load_study(study_name="cifar_resnet", storage=f"sqlite:///{db}")
+    space, _ = search_space(config.compose(["hparams_search=cifar_resnet"], with_hydra=True)
+                            .hydra.sweeper.params,
+                            [])
+    killed = study.ask(space)
+    with sqlite3.connect(db) as connection:
+        trial_id = connection.execute("SELECT trial_id FROM trials WHERE number = ?",
+                                      (killed.number,)).fetchone()[0]
+        connection.execute("INSERT INTO trial_heartbeats (trial_id, heartbeat) VALUES "
+                           "(?, datetime('now', '-1 hour'))", (trial_id,))
+    resumed = run_cli([*search, "resume=true"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trials = optuna.load_study(study_name="cifar_resnet", storage=f"sqlite:///{db}").trials
+    states = [t.state for t in trials]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL,
+                      TrialState.COMPLETE], states
+    assert trials[3].params == killed.params  # the killed trial's point, asked again
+    assert "Traceback" not in resumed.stderr

@@ -373,13 +373,19 @@ def test_ddp_two_cpu_processes_share_one_run_folder(tmp_path):
         "+trainer.limit_val_batches=2", "+trainer.limit_test_batches=2",
         "callbacks=lean", "+callbacks.rank_probe._target_=test_sweeps.RankProbe",
         f"+callbacks.rank_probe.out={probe}",
+        "logger=[tensorboard,mlflow]",  # each with its end-of-run extras (HPARAMS, artifacts)
     ], tmp_path, timeout=300, env=TESTS_ON_PATH)
     assert result.returncode == 0, result.stderr[-3000:]
 
     # One run folder, written by rank 0 alone (rank 1 is Lightning's re-run of the command with
     # hydra.job.name=train_ddp_process_1 appended), printed once.
-    run = next((tmp_path / "outputs" / "runs").iterdir())
-    assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 1
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    # Rank 1 prints into the same stdout and stderr and logs to its own file; the exit status is
+    # rank 0's alone, so a rank that died after the last collective call shows only here.
+    logs = {path.name: path.read_text() for path in run.glob("*.log")}
+    assert set(logs) == {"__main__.log", "train_ddp_process_1.log"}, set(logs)
+    for name, text in {"stdout": result.stdout, "stderr": result.stderr, **logs}.items():
+        assert "Traceback" not in text and "Error executing job" not in text, (name, text[-3000:])
     info = read.read_json(run / runs.RUN_FILE)
     assert info["status"] == "finished"
     assert not any("train_ddp_process" in arg for arg in info["command"]), info["command"]
@@ -388,6 +394,9 @@ def test_ddp_two_cpu_processes_share_one_run_folder(tmp_path):
     assert 0.0 <= metrics["test/acc"] <= 1.0
     assert (run / "checkpoints" / "best.ckpt").is_file()
     assert result.stdout.count("resnet20_digits: finished") == 1
+    # TensorBoard's files (events.out.tfevents.<time>.<host>.<pid>.<n>) come from one process
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and len({path.name.rsplit(".", 2)[1] for path in events}) == 1, events
 
     ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
     for rank in ranks:

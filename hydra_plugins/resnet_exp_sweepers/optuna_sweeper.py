@@ -121,12 +121,33 @@ def same_space(study, space: Mapping[str, Any]) -> None:
                                 "hydra.sweeper.storage (or study_name) for a new search")
 
 
+def ended_trials(study) -> list:
+    """The trials of `study` that ended (complete, pruned, or failed in their job), leaving out
+    those that failed stale and were asked again (RetryFailedTrialCallback)."""
+    from optuna.storages import RetryFailedTrialCallback
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
+    return [t for t in trials if t.number not in retried
+            and t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+
+
+def beat(storage, study_name: str, number: int) -> None:
+    """One heartbeat for trial `number`, on a storage that keeps them."""
+    if getattr(storage, "is_heartbeat_enabled", lambda: False)():  # Optuna's RDB and journal
+        storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(study_name), number))
+
+
 class OptunaSweeper(Sweeper):
     def __init__(self, sampler: DictConfig, pruner: DictConfig | None, direction: str,
                  study_name: str, storage: str | None, n_trials: int, n_jobs: int,
                  max_failure_rate: float, params: DictConfig | None = None,
-                 trial: int | None = None) -> None:
+                 trial: int | None = None, heartbeat_interval: int = 60,
+                 grace_period: int = 180) -> None:
         # `trial` is each job's own (which trial it runs), never the sweeper's
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.sampler_cfg, self.pruner_cfg = sampler, pruner
         self.direction, self.study_name, self.storage = direction, study_name, storage
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
@@ -154,6 +175,21 @@ class OptunaSweeper(Sweeper):
             shutil.rmtree(self.sweep_dir, ignore_errors=True)
         sys.exit(report_error(str(error)))
 
+    def heartbeat_storage(self):
+        """The study's storage, with Optuna's heartbeat where it keeps one (an RDB: SQLite,
+        PostgreSQL, MySQL): a trial whose job was killed (kill -9, a lost node) stops beating,
+        is marked FAIL `grace_period` seconds later, and its parameters run again as a new trial
+        (RetryFailedTrialCallback). Each job beats for its trial (callbacks/pruning.py)."""
+        from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+        self.storage_object = self.storage
+        if self.storage and "://" in str(self.storage):
+            self.storage_object = RDBStorage(
+                self.storage, heartbeat_interval=self.heartbeat_interval,
+                grace_period=self.grace_period,
+                failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+        return self.storage_object
+
     def study(self):
         import optuna
 
@@ -163,8 +199,9 @@ class OptunaSweeper(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's table says it all
         try:
             study = optuna.create_study(
-                study_name=self.study_name, storage=self.storage, direction=self.direction,
-                pruner=build_pruner(self.pruner_cfg), load_if_exists=True)
+                study_name=self.study_name, storage=self.heartbeat_storage(),
+                direction=self.direction, pruner=build_pruner(self.pruner_cfg),
+                load_if_exists=True)
         except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
             first = str(e).strip().splitlines()[0]
             raise UserError(f"hydra.sweeper.storage={self.storage} cannot be opened as an Optuna "
@@ -193,9 +230,14 @@ class OptunaSweeper(Sweeper):
         except (UserError, ValueError) as e:  # nothing ran
             self.give_up(e)
         OmegaConf.save(self.config, self.sweep_dir / runs.SWEEP_FILE)
-        launched = 0
+        # resume=true finishes the search the study holds: its ended trials count, those a
+        # killed search left RUNNING run again (each batch first marks the stale ones)
+        launched = len(ended_trials(study)) if self.config.get("resume") else 0
         while launched < self.n_trials:
+            optuna.storages.fail_stale_trials(study)  # a no-op on a storage without heartbeats
             trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - launched))]
+            for trial in trials:  # a first beat: a job killed before its own is found stale too
+                beat(self.storage_object, self.study_name, trial.number)
             batch = [job_overrides(fixed, t.params, t.number) for t in trials]
             self.validate_batch_is_legal(batch)
             returns = self.launcher.launch(batch, initial_job_idx=launched)

@@ -11,6 +11,8 @@ pruned run ends as a finished one does, tested, with the status `pruned`.
 
 from __future__ import annotations
 
+import threading
+
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -25,8 +27,38 @@ def build_pruner(cfg):
     return instantiate(cfg) if cfg else optuna.pruners.NopPruner()
 
 
+class Heartbeat:
+    """A thread that records the trial's heartbeat in the storage every `interval` seconds while
+    the job trains and tests, so that the sweeper tells a live trial from one whose job was
+    killed (hydra_plugins/resnet_exp_sweepers/: Optuna's fail_stale_trials). A thread, not a
+    hook: one validation of a large set can outlast the grace period."""
+
+    def __init__(self, storage, trial_id: int, interval: float | None) -> None:
+        beats = hasattr(storage, "record_heartbeat") and interval  # Optuna's RDB and journal
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True) if beats else None
+
+    def start(self) -> None:
+        if self.thread is not None and not self.thread.is_alive():
+            self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # a busy or unreachable database: the next beat tries again
+                pass
+            if self.stopped.wait(self.interval):
+                return
+
+
 class OptunaPruning(pl.Callback):
-    def __init__(self, storage: str, study_name: str, trial: int, pruner, monitor: str) -> None:
+    def __init__(self, storage: str, study_name: str, trial: int, pruner, monitor: str,
+                 heartbeat_interval: float | None = None) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -37,6 +69,13 @@ class OptunaPruning(pl.Callback):
         self.trial = optuna.trial.Trial(study, trial_id)
         self.monitor = monitor
         self.pruned_at: int | None = None  # the epoch after which the pruner stopped the run
+        self.heartbeat = Heartbeat(rdb, trial_id, heartbeat_interval)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.heartbeat.start()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.heartbeat.stop()
 
     @classmethod
     def for_this_job(cls, monitor: str) -> OptunaPruning | None:
@@ -50,7 +89,7 @@ class OptunaPruning(pl.Callback):
                 or not sweeper.get("storage")):
             return None
         return cls(sweeper.storage, sweeper.study_name, sweeper.trial,
-                   build_pruner(sweeper.get("pruner")), monitor)
+                   build_pruner(sweeper.get("pruner")), monitor, sweeper.get("heartbeat_interval"))
 
     @property
     def pruned(self) -> bool:

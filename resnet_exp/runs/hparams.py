@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 from resnet_exp.config import GROUPS, override_key
 from resnet_exp.runs import NOT_TRAINING
@@ -67,6 +68,7 @@ def result_tags(metrics: dict, monitor: str) -> list[str]:
     return list(dict.fromkeys([*[t for t in first if t in logged], *logged]))
 
 
+@rank_zero_only  # as the logger's own log_hyperparams: other ranks' experiment is a dummy
 def write(logger, params: dict, first: Iterable[str], results: Sequence[str]) -> None:
     """The HPARAMS session of a TensorBoardLogger's run: its settings (`first` marked as
     differing) and its result columns, which must be scalars logged in that run."""

@@ -19,14 +19,18 @@ import errno
 import itertools
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 from rich.table import Table
+from rich.text import Text
 
 from resnet_exp.config import better, check_run_settings, monitor_mode, override_key
 from resnet_exp.errors import UserError, report_error
@@ -92,8 +96,11 @@ class ClaimOutputFolder(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         HydraConfig.instance().set_config(config)  # run.dir interpolates ${hydra:...} (name)
-        try:  # a wrong top-level setting (seed=abc) leaves no run folder behind
+        try:  # a wrong setting (seed=abc, augmentation.flip=yes) leaves no run folder behind
             check_run_settings(config)
+            from resnet_exp import signatures  # imports what the config names: torch
+
+            signatures.check_config(config)
         except UserError as e:
             sys.exit(report_error(e))
         self._claim(config, config.hydra.run, "hydra.run.dir", RUN_FILE)
@@ -147,6 +154,8 @@ def sweep_table(sweep_dir: Path, monitor: str, mode: str = "max") -> Table:
     """Job folder (under `sweep_dir`, named in the title), status, swept values,
     `<monitor>_best` and test/acc of each job; the best job by `<monitor>_best` (lowest for
     `mode` min) in bold."""
+    from resnet_exp.console import add_row, literal
+
     sweep_dir = Path(sweep_dir)
     jobs = [read_run(job) for job in (read.find_runs(sweep_dir) if sweep_dir.is_dir() else [])]
     overrides = [{"seed": str(job.seed), **job.settings} for job in jobs]
@@ -157,19 +166,20 @@ def sweep_table(sweep_dir: Path, monitor: str, mode: str = "max") -> Table:
     best = better(mode)((i for i, s in enumerate(scores) if s is not None),
                         key=scores.__getitem__, default=None)
 
-    table = Table(title=f"{len(jobs)} jobs in {sweep_dir}", header_style="bold")
+    table = Table(title=literal(f"{len(jobs)} jobs in {sweep_dir}"), header_style="bold")
     table.add_column("folder", no_wrap=True)
     table.add_column("status")
     for key in keys:  # fold long names (optimizer.weight_decay) rather than cut them
-        table.add_column(key, overflow="fold")
+        table.add_column(literal(key), overflow="fold")
     table.add_column(objective, justify="right", overflow="fold")
     table.add_column("test/acc", justify="right", overflow="fold")
     for i, job in enumerate(jobs):
         status = job.status
         test_acc = _value(metrics[i], "test/acc")
-        table.add_row(
-            str(job.path.relative_to(sweep_dir)),
-            f"[{_STATUS_STYLE.get(status, 'red')}]{status}[/]",
+        add_row(  # a job's folder name holds its overrides: 0_logger=[tensorboard,csv],...
+            table,
+            job.path.relative_to(sweep_dir),
+            Text(status, style=_STATUS_STYLE.get(status, "red")),
             *(_short(overrides[i].get(k, "")) for k in keys),
             "" if scores[i] is None else f"{scores[i]:.4f}",
             "" if test_acc is None else f"{test_acc:.4f}",
@@ -192,3 +202,55 @@ class SweepSummary(Callback):
         monitor = config.get("monitor", "val/acc")
         console.print(sweep_table(Path(config.hydra.sweep.dir), monitor,
                                   config.get("monitor_mode") or monitor_mode(monitor)))
+
+
+class ForwardSignals(Callback):
+    """A SIGTERM to a sweep (a scheduler's, `kill`, `timeout`) reaches each of its jobs: the
+    joblib and submitit-local launchers run them in processes of their own, which went on
+    training as orphans when the sweep's process died. Each job records `interrupted` and stops
+    (callbacks/guards.py); once no job of the sweep is running (or after `grace_s`), the worker
+    processes left idle are ended, and the sweep exits with 143."""
+
+    def __init__(self, grace_s: float = 120.0) -> None:
+        self.grace_s, self.previous, self.sweep_dir = grace_s, None, None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self.forward)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def _jobs_running(self) -> bool:
+        return any(read.run_status(job) == "running" for job in read.find_runs(self.sweep_dir))
+
+    def forward(self, signum: int, frame) -> None:
+        import psutil
+
+        signal.signal(signum, signal.SIG_IGN)  # a second signal while the jobs save: no effect
+        workers = psutil.Process().children(recursive=True)
+        _send(workers, signum)
+        deadline = time.monotonic() + self.grace_s
+        while time.monotonic() < deadline and self._jobs_running():
+            _, left = psutil.wait_procs(workers, timeout=0.5)
+            if not left:
+                break
+        _, idle = psutil.wait_procs(_send(workers, signal.SIGTERM), timeout=5)
+        _send(idle, signal.SIGKILL)
+        raise SystemExit(128 + signum)
+
+
+def _send(processes: list, signum: int) -> list:
+    """`signum` to each of `processes` still there; returns those."""
+    import psutil
+
+    alive = []
+    for process in processes:
+        try:
+            process.send_signal(signum)
+            alive.append(process)
+        except psutil.NoSuchProcess:  # ended meanwhile
+            pass
+    return alive

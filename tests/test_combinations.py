@@ -1,0 +1,147 @@
+"""Options that each work alone, tested together: Lightning's progress-bar switch with every
+callbacks option, override values in brackets with every table rich prints, and the benchmark's
+parts with the config tree as it is now. Each reads what the command printed and wrote: an exit
+status of 0 proves little."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import CONF, ONE_THREAD, ROOT, job_dirs, run_cli, single_run_dir
+from hydra.utils import instantiate
+
+from resnet_exp.callbacks.display import EpochLines
+
+CALLBACKS = sorted(path.stem for path in (CONF / "callbacks").glob("*.yaml"))
+# Lightning's enable_progress_bar, as a cluster's job script sets it (`+`: not in conf/trainer/)
+SWITCH = {"unset": [], "on": ["+trainer.enable_progress_bar=true"],
+          "off": ["+trainer.enable_progress_bar=false"]}
+
+
+@pytest.mark.parametrize("switch", SWITCH)
+@pytest.mark.parametrize("callbacks", CALLBACKS)
+def test_every_callbacks_option_takes_the_progress_bar_switch(compose_cfg, callbacks, switch):
+    cfg = compose_cfg(f"callbacks={callbacks}", *SWITCH[switch])
+    built = [instantiate(node) for node in cfg.callbacks.values() if node]
+    # the Trainer refuses a progress-bar callback with the switch off, and adds its own bar
+    # with it on where the callbacks have none
+    trainer = instantiate(cfg.trainer, callbacks=[c for c in built if c is not None],
+                          logger=False)
+    assert (trainer.progress_bar_callback is None) == (switch == "off")
+    # the line per epoch stays without a bar: a cluster's log still shows the run going
+    quiet = cfg.callbacks.progress_bar.get("quiet", False)
+    lines = [c for c in trainer.callbacks if isinstance(c, EpochLines)]
+    assert len(lines) == (0 if quiet else 1), trainer.callbacks
+
+
+@pytest.mark.slow
+def test_a_run_without_a_progress_bar_finishes_and_prints_each_epoch(tmp_path):
+    # the figure callbacks left out: 9 of a smoke run's 12 CPU seconds, and no bar of their own
+    result = run_cli(["trainer=smoke", "trainer.max_epochs=2", "+trainer.enable_progress_bar=false",
+                      "~callbacks.per_class", "~callbacks.augmented_samples"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    info = json.loads((single_run_dir(tmp_path) / "run.json").read_text())
+    assert info["status"] == "finished"
+    epochs = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert epochs == ["1/2", "2/2"], result.stdout[-3000:]
+
+
+def _rendered(renderable) -> str:
+    """What rich prints of `renderable`, with its colours as ANSI codes."""
+    from rich.console import Console
+
+    out = Console(file=io.StringIO(), width=300, record=True, color_system="standard")
+    out.print(renderable)
+    return out.export_text(styles=True)
+
+
+def test_a_table_prints_values_in_brackets_as_given():
+    from rich.table import Table
+    from rich.text import Text
+
+    from resnet_exp import console
+
+    folder = "outputs/multirun/x/0_logger=[tensorboard,mlflow],model=resnet20"
+    text = _rendered(console.summary_table("name=[a]: finished", {"run folder": folder}))
+    assert folder in text and "name=[a]: finished" in text, text
+    table = Table()
+    table.add_column("status")
+    console.add_row(table, Text("finished", style="green"))  # a styled cell keeps its style
+    assert "\x1b[32mfinished" in _rendered(table)
+
+
+@pytest.fixture(scope="module")
+def bracketed_sweep(tmp_path_factory):
+    """Two jobs that differ in a list-valued choice: `logger=[tensorboard,csv]` and
+    `logger=tensorboard` (csv rather than MLflow: the same brackets, seconds faster)."""
+    cwd = tmp_path_factory.mktemp("bracketed")
+    result = run_cli(["-m", "trainer=smoke", "callbacks=lean",
+                      "logger=[tensorboard,csv],tensorboard", "hydra.sweep.dir=sweep"], cwd,
+                     timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, cwd / "sweep"
+
+
+def _cells(stdout: str) -> list[list[str]]:
+    """The rows of the tables rich printed, each a list of its cells."""
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in stdout.splitlines()
+            if line.startswith("│")]
+
+
+@pytest.mark.slow
+def test_a_sweep_prints_a_bracketed_override_as_given(bracketed_sweep):
+    result, sweep = bracketed_sweep
+    folder = job_dirs(sweep)[0].name  # Hydra names it by the overrides, brackets and all
+    assert "logger=[tensorboard,csv]" in folder, folder
+    assert "overrides: trainer=smoke callbacks=lean logger=[tensorboard,csv]" in result.stdout
+    rows = _cells(result.stdout)
+    # the job's own summary ends with its folder; the sweep's table has the folder and the value
+    assert any(row[0] == "run folder" and row[1].endswith(folder) for row in rows), rows
+    (job,) = [row for row in rows if row[0] == folder]
+    assert "[tensorboard,csv]" in job and "finished" in job, job
+
+
+@pytest.mark.slow
+def test_the_report_prints_a_bracketed_value_as_given(bracketed_sweep, tmp_path):
+    _, sweep = bracketed_sweep
+    result = run_cli([str(sweep), "--no-figures", "--out", str(tmp_path / "report")], tmp_path,
+                     module="resnet_exp.report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    labels = {row[0] for row in _cells(result.stdout)}  # the configurations differ in logger
+    assert {"[tensorboard,csv]", "tensorboard"} <= labels, result.stdout[-3000:]
+    assert "| [tensorboard,csv] |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def _bench_parts() -> tuple[str, ...]:
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # its top level imports the standard library alone
+    return bench.PARTS
+
+
+@pytest.mark.slow
+def test_every_part_of_the_bench_runs_to_its_table(tmp_path):
+    """`make bench` on a budget of a few steps, synthetic data and batches of 16: each part must
+    reach its table, the memory part through its fresh processes too. The compile part is left
+    out: compiling ResNet-20 takes ~70 s on this 2-core CPU."""
+    parts = [part for part in _bench_parts() if part != "compile"]
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "scripts/bench.py", "--synthetic", "--work", str(tmp_path),
+               "--parts", ",".join(parts), "--rounds", "1", "--seconds", "0.01", "--depths", "",
+               "--probe-steps", "1", "--startup-runs", "1", "--override", "data.batch_size=16",
+               "--override", "data.eval_batch_size=16", "--json", str(out)]
+    # this checkout's package in the bench and in the memory probes it starts, as run_cli's
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **ONE_THREAD}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert list(results) == parts
+    assert all(results[part] for part in parts), results
+    assert all(row["framework"] > 0 for row in results["memory"]), results["memory"]
