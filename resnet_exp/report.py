@@ -209,8 +209,12 @@ def report(patterns: list[str], out: Path | None = None, metrics: list[str] | No
     out = Path(out or Path("outputs") / "reports" / f"{datetime.now():%Y-%m-%d_%H-%M-%S}")
     built = table_rows(configs, metrics, baseline)  # the console's rows, and the files'
     print_table(configs, common, metrics, built, baseline)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write there ({e.strerror or e}): give a folder "
+                        "that can be written, or leave --out to its default") from None
     try:
         drawn = draw(configs, metrics[0], staging) if figures else []
         write_outputs(staging, configs, common, metrics, built, drawn, argv or patterns,

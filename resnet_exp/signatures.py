@@ -15,6 +15,7 @@ resnet_exp.errors.UserError: augmentation.flip='yes': give true or false
 from __future__ import annotations
 
 import inspect
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -106,11 +107,16 @@ def _fits(value, hint) -> bool:
     if hint in (str, type(None)):
         return isinstance(value, hint)
     container = origin or hint
-    if isinstance(container, type) and issubclass(container, Mapping):
+    if not isinstance(container, type):
+        return True  # a callable, a type variable: not checkable from a config value
+    if issubclass(container, Mapping):
         return OmegaConf.is_dict(value)
-    if isinstance(container, type) and issubclass(container, Sequence):
+    if issubclass(container, Sequence):
         return OmegaConf.is_list(value) or (container is str and isinstance(value, str))
-    return True  # a class, a callable, a tensor: not checkable from a config value
+    if issubclass(container, os.PathLike):
+        return isinstance(value, str)
+    # another class (Augmentation, a Tensor): a node to instantiate or a list, never a scalar
+    return not isinstance(value, str | int | float | bool)
 
 
 def _wants_float(hint) -> bool:
@@ -127,4 +133,6 @@ def _describe(hint) -> str:
         return "one of " + ", ".join(map(str, typing.get_args(hint)))
     if hint in _WORDS:
         return _WORDS[hint]
+    if isinstance(hint, type) and hint.__module__.startswith("resnet_exp"):
+        return f"a node with a _target_ ({hint.__name__})"
     return "a list" if origin in (list, tuple, Sequence) else getattr(hint, "__name__", str(hint))

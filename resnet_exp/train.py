@@ -28,7 +28,7 @@ from resnet_exp.errors import UserError
 from resnet_exp.loggers import record_final as record_in_mlflow
 from resnet_exp.module import count_parameters, epoch_metrics
 from resnet_exp.runs import hparams, read, resume
-from resnet_exp.runs.record import RunRecord, lock
+from resnet_exp.runs.record import RunRecord, lock, write_error
 
 
 def build(node: DictConfig, what: str, **kwargs):
@@ -38,6 +38,8 @@ def build(node: DictConfig, what: str, **kwargs):
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
+        if isinstance(e.__cause__, UserError):  # the class's own check says it best
+            raise e.__cause__ from None
         raise UserError(_bad_config_message(what, e.__cause__ or e)) from e
 
 
@@ -137,6 +139,8 @@ def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except MisconfigurationException as e:
         raise UserError(f"Lightning refuses the configuration: {str(e).splitlines()[0]}") from e
+    except OSError as e:  # a folder a logger or checkpoint was pointed at cannot be written
+        raise write_error(Path(e.filename or "."), e) from e
     # The last epoch's train/val numbers (testing replaces trainer.logged_metrics); a run
     # resumed after its last epoch trained none: they are in its last checkpoint.
     metrics = epoch_metrics(trainer)
@@ -147,7 +151,8 @@ def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None
         # Read before testing: loading a checkpoint restores the callback's state as it was
         # when that file was written (best.ckpt predates last.ckpt's path).
         best_path, last_path = checkpoint.best_model_path, checkpoint.last_model_path
-        metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
+        if checkpoint.best_model_score is not None:  # None: monitor=null keeps the last epoch
+            metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
         module.test_prefix = "test"
         metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=best_path,
                                     verbose=False, weights_only=True)[0])

@@ -335,6 +335,17 @@ def test_a_download_that_never_answers_says_so_and_gives_up(tmp_path, capsys):
     assert f"downloading CIFAR-10 from {url}" in capsys.readouterr().err
 
 
+def test_a_report_into_a_folder_that_cannot_be_written_is_one_line(smoke_run, tmp_path, capsys):
+    from resnet_exp import report
+
+    (tmp_path / "a_file").write_text("")  # a folder below a file: refused even to root
+    assert report.main([str(smoke_run), "--out", str(tmp_path / "a_file" / "r"),
+                        "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "cannot write there" in err, err
+    assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("run_json", "metrics_json"), [("{trunc", "[1, 2"), ("[1, 2]", '"x"')])
 def test_the_report_of_a_damaged_run_lists_it_instead_of_failing(run, tmp_path, run_json,

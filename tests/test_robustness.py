@@ -231,7 +231,8 @@ def test_resume_keeps_other_command_lines_and_replaces_saved_overrides(tmp_path)
     run = fake_run(tmp_path / "run", ["trainer=smoke", "seed=3", "resume=true"])
     argv = resume.command_line(["x", f"resume={run}", "seed=4"])
     assert argv[1:3] == ["trainer=smoke", "seed=4"]
-    assert argv[3:] == [f"resume='{run}'", f"hydra.run.dir='{run}'", "hydra.output_subdir=null"]
+    assert argv[3:] == [f"resume='{run}'", f"hydra.run.dir='{run}'", "hydra.output_subdir=null",
+                        "hydra.mode=RUN"]  # a sweep's job resumes as that one job
 
 
 # -- a loss that becomes NaN ------------------------------------------------------------------

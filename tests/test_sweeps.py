@@ -48,7 +48,10 @@ def test_configs_compose_with_resources_from_the_trainer(compose_cfg):
     launcher = compose_cfg("hydra/launcher=slurm").hydra.launcher
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
     sweeper = compose_cfg("hparams_search=cifar_resnet").hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    from hydra_plugins.resnet_exp_sweepers.optuna_sweeper import optuna_direction
+
+    assert sweeper._target_.endswith("OptunaSweeper")
+    assert optuna_direction(sweeper.direction) == "maximize"  # monitor_mode of val/acc
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 0
     assert sweeper.storage.endswith("/optuna.db")
     assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"

@@ -19,6 +19,21 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 
 from resnet_exp.data.auto_augment import AutoAugment
+from resnet_exp.errors import UserError
+
+# The range of each knob: (lowest, highest); torch fails deep inside, or silently does
+# nothing sensible, outside them. RandAugment's magnitude bins are 0..30 (torchvision's 31).
+RANGES = {"crop_padding": (0, 1024), "randaugment_num_ops": (0, 16),
+          "randaugment_magnitude": (0, 30), "cutout_holes": (0, 1024), "cutout_size": (0, 4096),
+          "random_erasing": (0.0, 1.0), "mixup_alpha": (0.0, 1e6), "cutmix_alpha": (0.0, 1e6),
+          "cutmix_prob": (0.0, 1.0)}
+
+
+def _check_ranges(**values) -> None:
+    for key, value in values.items():
+        low, high = RANGES[key]
+        if not low <= value <= high:
+            raise UserError(f"augmentation.{key}={value}: give a value from {low} to {high}")
 
 
 class Augmentation:
@@ -68,6 +83,10 @@ class Augmentation:
         cutmix_alpha: float = 0.0,
         cutmix_prob: float = 0.5,
     ) -> None:
+        _check_ranges(crop_padding=crop_padding, randaugment_num_ops=randaugment_num_ops,
+                      randaugment_magnitude=randaugment_magnitude, cutout_holes=cutout_holes,
+                      cutout_size=cutout_size, random_erasing=random_erasing,
+                      mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, cutmix_prob=cutmix_prob)
         self.crop_padding = crop_padding
         self.flip = flip
         self.auto_augment = auto_augment

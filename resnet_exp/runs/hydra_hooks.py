@@ -15,6 +15,7 @@ Hydra starts, around the jobs, whichever launcher or sweeper runs them.
 
 from __future__ import annotations
 
+import copy
 import errno
 import itertools
 import math
@@ -100,9 +101,15 @@ class ClaimOutputFolder(Callback):
             check_run_settings(config)
             from resnet_exp import signatures  # imports what the config names: torch
 
-            signatures.check_config(config)
+            probe = copy.deepcopy(config)  # ${hydra:runtime.output_dir}: set once the job runs
+            with read_write(probe.hydra.runtime):
+                probe.hydra.runtime.output_dir = str(Path(config.hydra.run.dir).resolve())
+            HydraConfig.instance().set_config(probe)
+            signatures.check_config(probe)
         except UserError as e:
             sys.exit(report_error(e))
+        finally:
+            HydraConfig.instance().set_config(config)
         self._claim(config, config.hydra.run, "hydra.run.dir", RUN_FILE)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
