@@ -12,33 +12,32 @@ import traceback
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from resnet_exp.config import CONF_DIR, check_run_settings, register_resolvers
 from resnet_exp.errors import UserError, report_error
+from resnet_exp.runs.context import RunContext
 
 register_resolvers()  # here: a joblib or submitit worker imports this module to run a job
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    hydra_cfg = HydraConfig.get()
-    sweep_job = hydra_cfg.mode == RunMode.MULTIRUN
+    context = RunContext.from_hydra()  # the one read of Hydra's run state (runs/context.py)
+    sweep_job = context.multirun
     # A failed job of a sweep is recorded as failed in its run.json, and the sweep goes on to end
     # with its table, the job marked. Hydra's basic sweeper would stop after the batch at a
     # raised error, print its traceback twice and skip the table, so that job returns NaN (a
     # SystemExit would end a joblib worker). The Optuna sweeper (hydra_plugins/) records a raised
     # error as a FAIL trial and goes on: there the error is raised, its traceback kept.
-    returns_nan = sweep_job and "optuna" not in str(hydra_cfg.sweeper.get("_target_")).lower()
+    returns_nan = sweep_job and not _records_job_errors(context.sweeper.get("_target_"))
     try:
         check_run_settings(cfg)  # before torch loads (5 s): a wrong setting answers at once
         from resnet_exp.callbacks.guards import exit_on_sigterm
         from resnet_exp.train import train  # torch and Lightning load here, when a run starts
 
         with exit_on_sigterm():  # a scheduler's SIGTERM: recorded as interrupted, status 143
-            metrics = train(cfg)
+            metrics = train(cfg, context)
     except UserError as e:
         status = report_error(e)
         if returns_nan:
@@ -55,6 +54,17 @@ def main(cfg: DictConfig) -> float | None:
     # NaN or None (no validation) is recorded by the Optuna sweeper as a FAIL trial, a run its
     # pruner stopped (status `pruned` in run.json) as PRUNED.
     return metrics.get(f"{cfg.monitor}_best", metrics.get(cfg.monitor))
+
+
+def _records_job_errors(sweeper_target: str | None) -> bool:
+    """Whether the sweeper records a job's raised error itself (a FAIL trial: the Optuna
+    sweeper's `records_job_errors`), so that the job raises it rather than returning NaN."""
+    from hydra.utils import get_class
+
+    try:
+        return bool(getattr(get_class(sweeper_target), "records_job_errors", False))
+    except Exception:  # no sweeper, or one that does not import: Hydra's own
+        return False
 
 
 def config_dirs(args: list[str]) -> list[Path]:

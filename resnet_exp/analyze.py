@@ -35,8 +35,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from resnet_exp.errors import UserError, command
+from resnet_exp.console import command
+from resnet_exp.errors import UserError
 from resnet_exp.runs import ANALYSIS_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR, read
+from resnet_exp.runs.context import RunContext
 from resnet_exp.runs.replay import replay
 
 ANALYSES = ("lesion", "landscape", "sharpness", "cka")
@@ -65,7 +67,8 @@ def trained(run_dir: Path, images: int, trust: bool = False):
     read.load_config(run_dir)  # one line when the folder is not a run
     ckpt = read.checkpoint_path(run_dir, "best")
     _, cfg = replay(run_dir, [], trust, output_dir=run_dir / ANALYSIS_DIR)
-    parts = assemble(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), testing=True)
+    parts = assemble(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                     RunContext.of(cfg.hydra), testing=True)
     checkpoint = checkpoints.load(ckpt)
     checkpoints.check_compatible(parts.module, checkpoint, ckpt)
     parts.module.load_state_dict(checkpoint["state_dict"])

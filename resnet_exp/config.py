@@ -59,6 +59,7 @@ def overrides_dict(overrides: list[str]) -> dict[str, str]:
     return found
 
 
+PRINT_CONFIG = ("auto", "full", "groups", "none")  # extras.print_config's values (console.py)
 JOB_FOLDER_CHARS = 150  # the overrides part of a sweep job's folder name, at most
 
 
@@ -123,16 +124,17 @@ def register_resolvers() -> None:
 
 def compose(overrides: list[str], output_dir: Path | None = None, with_hydra: bool = False):
     """The config `python -m resnet_exp OVERRIDES` would run. With `output_dir`, Hydra's node is
-    kept and set as the current HydraConfig, so `${hydra:...}` resolves as in a run there;
+    kept and set as Hydra's current config (runs/context.set_as_run), so `${hydra:...}` resolves
+    as in a run there;
     `with_hydra` keeps the node without setting it."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
     from resnet_exp.errors import UserError
+    from resnet_exp.runs.context import set_as_run
 
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -147,7 +149,7 @@ def compose(overrides: list[str], output_dir: Path | None = None, with_hydra: bo
         with open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(output_dir)
             cfg.hydra.job.num = 0
-        HydraConfig.instance().set_config(cfg)
+        set_as_run(cfg)
     return cfg
 
 
@@ -182,7 +184,6 @@ def _check_counts(node, where: str, keys: tuple[str, ...]) -> None:
 def check_run_settings(cfg) -> None:
     """The top-level keys a run needs before anything is built; called before torch is imported,
     so that a wrong one is answered in a second."""
-    from resnet_exp import console
     from resnet_exp.errors import UserError
 
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
@@ -192,9 +193,9 @@ def check_run_settings(cfg) -> None:
                               or threads < 1):
         raise UserError(f"cpu_threads={threads}: give a number of threads >= 1, or auto")
     printed = cfg.get("extras", {}).get("print_config", "auto")
-    if printed not in console.PRINT_CONFIG:
+    if printed not in PRINT_CONFIG:
         raise UserError(f"extras.print_config={printed}: choose one of "
-                        f"{', '.join(console.PRINT_CONFIG)}")
+                        f"{', '.join(PRINT_CONFIG)}")
     if not isinstance(cfg.get("monitor", "val/acc"), str):
         raise UserError(f"monitor={cfg.monitor}: give the name of a logged metric, e.g. val/acc")
     if cfg.get("monitor_mode", "max") not in MONITOR_MODES:

@@ -6,9 +6,10 @@ log, nothing is wrapped or cut: a table is as wide as its cells, a config line a
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -19,13 +20,13 @@ from rich.text import Text
 from rich.tree import Tree
 
 from resnet_exp.config import GROUPS
+from resnet_exp.errors import UserError, report_error
 
 console = Console()
 if not console.is_terminal:
     # rich lays out for 80 columns where it cannot ask a terminal: cells would be cut ("resne…")
     console = Console(width=100_000, soft_wrap=True)
 
-PRINT_CONFIG = ("auto", "full", "groups", "none")  # extras.print_config's values
 
 
 def quiet_known_warnings() -> None:
@@ -127,3 +128,18 @@ def summary_table(title: str, rows: Mapping[str, object]) -> Table:
 
 def print_summary(title: str, rows: Mapping[str, object]) -> None:
     console.print(summary_table(title, rows))
+
+
+def command(main: Callable[..., int]) -> Callable[..., int]:
+    """A command line's `main(argv) -> status`, with a UserError reported as one line, status 2,
+    and the third-party notes no user can act on kept off the console."""
+
+    @functools.wraps(main)
+    def wrapped(*args, **kwargs) -> int:
+        quiet_known_warnings()
+        try:
+            return main(*args, **kwargs)
+        except UserError as e:
+            return report_error(e)
+
+    return wrapped

@@ -21,8 +21,9 @@ from omegaconf import OmegaConf
 
 from resnet_exp import runs
 from resnet_exp.config import overrides_dict
-from resnet_exp.errors import command
+from resnet_exp.console import command
 from resnet_exp.runs import read
+from resnet_exp.runs.context import RunContext
 from resnet_exp.runs.record import RunRecord
 from resnet_exp.runs.replay import replay
 
@@ -53,7 +54,7 @@ def evaluate(run_dir: Path, overrides: list[str], last: bool = False,
         OmegaConf.save(task, out / runs.CONFIG_FILE)
         OmegaConf.save(OmegaConf.create(replayed), out / runs.OVERRIDES_FILE)
         # the run's callbacks draw the same test figures; checkpointing has nothing to save
-        parts = assemble(task, testing=True)
+        parts = assemble(task, RunContext.of(cfg.hydra), testing=True)
         checkpoint = checkpoints.load(ckpt)
         checkpoints.check_compatible(parts.module, checkpoint, ckpt)
         parts.module.load_state_dict(checkpoint["state_dict"])

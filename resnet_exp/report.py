@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from resnet_exp.errors import UserError, command
+from resnet_exp.console import command
+from resnet_exp.errors import UserError
 from resnet_exp.runs import read
 from resnet_exp.runs.compare import Configuration, group, read_run
 from resnet_exp.runs.report_figures import draw

@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from resnet_exp import runs
 from resnet_exp.config import CONF_DIR
-from resnet_exp.errors import UserError, command
+from resnet_exp.console import command
+from resnet_exp.errors import UserError
 from resnet_exp.runs import read, record
+from resnet_exp.runs.context import RunContext
 from resnet_exp.runs.replay import ONE_JOB, replay
 
 IGNORED_PREFIXES = ("time/",)  # wall-clock measurements differ between any two runs
@@ -83,12 +84,13 @@ def reproduce(run_dir: Path, overrides: list[str], trust: bool = False) -> tuple
 
     @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
     def job(cfg: DictConfig) -> None:
-        new_dir = Path(HydraConfig.get().runtime.output_dir)
+        context = RunContext.from_hydra()
+        new_dir = context.run_dir
         result["run_dir"] = new_dir
         record.note(new_dir, reproduces=str(run_dir))  # RunRecord.start keeps it
         try:
             with exit_on_sigterm():
-                result["metrics"] = train(cfg)
+                result["metrics"] = train(cfg, context)
         except UserError as e:  # raised through Hydra, it would print a traceback
             result["error"] = e
 

@@ -9,7 +9,7 @@ Dirichlet samplers refuse integer parameters).
 >>> checked(node, "augmentation")
 Traceback (most recent call last):
 ...
-resnet_exp.errors.UserError: augmentation.flip='yes': give true or false
+resnet_exp.errors.UserError: augmentation.flip=yes: give true or false
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
+from resnet_exp.config import text
 from resnet_exp.errors import UserError
 
 _WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
@@ -63,7 +64,7 @@ def _check(node: DictConfig, where: str) -> None:
         elif str(key) in parameters and str(key) in hints and not str(key).startswith("_"):
             hint = hints[str(key)]
             if not _fits(value, hint):
-                raise UserError(f"{where}.{key}={value!r}: give {_describe(hint)}")
+                raise UserError(f"{where}.{key}={text(value)}: give {_describe(hint)}")
             if isinstance(value, int) and not isinstance(value, bool) and _wants_float(hint):
                 node[key] = float(value)
 

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
@@ -28,23 +26,24 @@ from resnet_exp.errors import UserError
 from resnet_exp.loggers import record_final as record_in_mlflow
 from resnet_exp.module import count_parameters, epoch_metrics
 from resnet_exp.runs import hparams, read, resume
+from resnet_exp.runs.context import RunContext
 from resnet_exp.runs.record import RunRecord, lock, write_error
 
 
-def build(node: DictConfig, what: str, **kwargs):
+def build(node: DictConfig, what: str, given: tuple[str, ...] = (), **kwargs):
     """`instantiate`, with a failure turned into a message that names the config group and the
-    overrides the user gave for it (a wrong type such as `optimizer.lr=abc` lands here)."""
+    overrides the user gave for it (`given`; a wrong type such as `optimizer.lr=abc` lands here)."""
     node = signatures.checked(node, what)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
         if isinstance(e.__cause__, UserError):  # the class's own check says it best
             raise e.__cause__ from None
-        raise UserError(_bad_config_message(what, e.__cause__ or e)) from e
+        raise UserError(_bad_config_message(what, e.__cause__ or e, given)) from e
 
 
-def _bad_config_message(what: str, error: BaseException) -> str:
-    given = [o for o in HydraConfig.get().overrides.task if override_key(o).startswith(what)]
+def _bad_config_message(what: str, error: BaseException, overrides: tuple[str, ...]) -> str:
+    given = [o for o in overrides if override_key(o).startswith(what)]
     hint = f" Overrides given for it: {' '.join(given)}." if given else ""
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"Invalid {what} config: {type(error).__name__}: {first}.{hint}"
@@ -95,26 +94,27 @@ class Parts:
     trainer: pl.Trainer
 
 
-def assemble(cfg: DictConfig, resume_from: Path | None = None, testing: bool = False,
-             extra_callbacks: tuple[pl.Callback, ...] = ()) -> Parts:
+def assemble(cfg: DictConfig, context: RunContext | None = None, resume_from: Path | None = None,
+             testing: bool = False, extra_callbacks: tuple[pl.Callback, ...] = ()) -> Parts:
     """Build the parts of a run from `cfg`, checking each before any data is read: the model
     must take the data's images, the optimizer its settings, a checkpoint to resume the model.
 
     `resume_from`: the last.ckpt a resumed run continues from (TensorBoard then hides what the
     interrupted attempt logged after it). `testing`: for a test of a saved checkpoint, without
-    the checkpoint callback (nothing to save)."""
+    the checkpoint callback (nothing to save). `context`: the run's (runs/context.py)."""
+    context = context or RunContext()
     pl.seed_everything(cfg.seed, workers=True)
-    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    datamodule = build(cfg.data, "data")
-    model = build(cfg.model, "model")
+    choices, given = context.choices, context.overrides
+    datamodule = build(cfg.data, "data", given)
+    model = build(cfg.model, "model", given)
     check_input_shape(model, (cfg.data.in_channels, cfg.data.image_size, cfg.data.image_size),
                       f"model={choices.get('model')} data={choices.get('data')}",
                       cfg.data.num_classes)
-    optimizer = build(cfg.optimizer, "optimizer")
+    optimizer = build(cfg.optimizer, "optimizer", given)
     check_optimizer(optimizer)
-    module = build(cfg.module, "module", model=model, optimizer=optimizer,
-                   scheduler=build(cfg.scheduler, "scheduler", _convert_="all"))
-    callbacks = [build(c, "callbacks") for c in (cfg.get("callbacks") or {}).values() if c]
+    module = build(cfg.module, "module", given, model=model, optimizer=optimizer,
+                   scheduler=build(cfg.scheduler, "scheduler", given, _convert_="all"))
+    callbacks = [build(c, "callbacks", given) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks = [c for c in callbacks if c is not None]  # a builder's "off" (early_stopping)
     if testing:
         callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
@@ -123,10 +123,9 @@ def assemble(cfg: DictConfig, resume_from: Path | None = None, testing: bool = F
         module.example_input_array = torch.zeros(1, cfg.data.in_channels, cfg.data.image_size,
                                                  cfg.data.image_size)
     purge_step = checkpoints.resume_step(module, resume_from) if cfg.get("resume") else None
-    run_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
-    loggers = [build(lg, "logger", **resume.logger_kwargs(lg, purge_step, run_dir))
+    loggers = [build(lg, "logger", given, **resume.logger_kwargs(lg, purge_step, context.run_dir))
                for lg in (cfg.get("logger") or {}).values() if lg]
-    trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *extra_callbacks],
+    trainer = build(cfg.trainer, "trainer", given, callbacks=[*callbacks, *extra_callbacks],
                     logger=loggers or False)
     return Parts(datamodule, model, module, callbacks, loggers, trainer)
 
@@ -187,19 +186,17 @@ def record_in_loggers(trainer: pl.Trainer, cfg: DictConfig, choices: dict, overr
         logger.save()
 
 
-def train(cfg: DictConfig) -> dict:
-    hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-    choices = dict(hydra_cfg.runtime.choices)
+def train(cfg: DictConfig, context: RunContext) -> dict:
+    """One run of `cfg` in `context.run_dir`; returns its metrics."""
     rank_zero = distributed.is_rank_zero()  # DDP: every rank runs this; rank 0 alone writes
     console.quiet_known_warnings()
     check_run_settings(cfg)
-    with lock(run_dir, write=rank_zero):
-        return _train(cfg, run_dir, choices, rank_zero)
+    with lock(context.run_dir, write=rank_zero):
+        return _train(cfg, context, rank_zero)
 
 
-def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> dict:
-    hydra_cfg = HydraConfig.get()
+def _train(cfg: DictConfig, context: RunContext, rank_zero: bool) -> dict:
+    run_dir, choices = context.run_dir, dict(context.choices)
     resume_from = None
     if cfg.get("resume"):
         if read.run_status(run_dir) in runs.ENDED:
@@ -209,22 +206,23 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
     threads = cpu_threads.apply(cfg.get("cpu_threads", "auto"))
     record = RunRecord(run_dir, write=rank_zero)
     record.start(seed=cfg.seed, extra={"name": cfg.name, "tags": list(cfg.tags),
-                                        "overrides": list(hydra_cfg.overrides.task), **threads})
+                                        "overrides": list(context.overrides), **threads})
     if rank_zero:
         console.print_config(cfg, cfg.extras.print_config if "extras" in cfg else "auto", choices,
-                             hydra_cfg.overrides.task, hydra_cfg.mode == RunMode.MULTIRUN)
+                             context.overrides, context.multirun)
     started = time.perf_counter()
     with record.recording():
-        pruning = OptunaPruning.for_this_job(cfg.monitor)  # a job of an Optuna search
-        parts = assemble(cfg, resume_from=resume_from,
+        pruning = OptunaPruning.for_this_job(cfg.monitor, context)  # a job of an Optuna search
+        parts = assemble(cfg, context, resume_from=resume_from,
                          extra_callbacks=(pruning,) if pruning else ())
         trainer, module, model = parts.trainer, parts.module, parts.model
         # after training, on the best checkpoint (resnet_exp/analyze.py); refused now if the
         # model cannot have one of them
-        analyses = build(cfg.analysis, "analysis") if cfg.get("analysis") else None
+        analyses = build(cfg.analysis, "analysis", context.overrides) if cfg.get(
+            "analysis") else None
         if analyses is not None:
             analyses.check(model)
-        distributed.check_launch(trainer, multirun=hydra_cfg.mode == RunMode.MULTIRUN)
+        distributed.check_launch(trainer, multirun=context.multirun)
         for logger in parts.loggers:  # resume= continues the same MLflow run
             if isinstance(logger, MLFlowLogger) and rank_zero:
                 record.update(mlflow_run_id=logger.run_id)
@@ -238,7 +236,7 @@ def _train(cfg: DictConfig, run_dir: Path, choices: dict, rank_zero: bool) -> di
         metrics["time/total_s"] = time.perf_counter() - started
         if compiled is not None:  # torch.compile's own time, part of time/total_s
             metrics["time/compile_s"] = speed.compile_seconds() - compiled
-        record_in_loggers(trainer, cfg, choices, hydra_cfg.overrides.task,
+        record_in_loggers(trainer, cfg, choices, context.overrides,
                           settings_extra=count_parameters(model)
                           | {f"scale/{k}": v for k, v in scale.items()}, metrics=metrics,
                           run_dir=run_dir)

@@ -1,12 +1,13 @@
-"""Every study in conf/experiment/ composes, states where it comes from, and runs end to end
-under `trainer=smoke` (STYLE.md, 3 and 11).
+"""Every study in conf/experiment/ composes, states where it comes from, and runs end to end under
+`trainer=smoke` (STYLE.md, 3 and 11).
 
-The runs are in-process `train(cfg)` calls on the composed config, the path the CLI takes after
-Hydra, so each costs seconds rather than a subprocess start. The studies' datasets (CIFAR-10/100,
-ImageNet, a cats-vs-dogs folder) are not available to the tests, so each run points `data` at tiny
-files written here in the real on-disk format (JPEG class folders, the ImageNet layout), or, for
-CIFAR-100, at `data=synthetic` with its 100 classes and 32x32 images. Batch sizes shrink where the
-full one would make three smoke steps of an ImageNet-sized model take a minute on 2 CPU cores.
+The runs are in-process `train(cfg, RunContext.of(cfg.hydra))` calls on the composed config, the
+path the CLI takes after Hydra, so each costs seconds rather than a subprocess start. The studies'
+datasets (CIFAR-10/100, ImageNet, a cats-vs-dogs folder) are not available to the tests, so each run
+points `data` at tiny files written here in the real on-disk format (JPEG class folders, the
+ImageNet layout), or, for CIFAR-100, at `data=synthetic` with its 100 classes and 32x32 images.
+Batch sizes shrink where the full one would make three smoke steps of an ImageNet-sized model take a
+minute on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torchvision.io import write_jpeg
 from resnet_exp import runs
 from resnet_exp.models.resnet import CifarResNet
 from resnet_exp.runs import read
+from resnet_exp.runs.context import RunContext
 from resnet_exp.train import train
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -89,7 +91,7 @@ def smoke_run(tmp_path: Path, experiment: str, *extra: str, **paths) -> dict:
     cfg = compose_config([f"experiment={experiment}", "trainer=smoke", *overrides, *extra],
                          tmp_path)
     try:
-        metrics = train(cfg)
+        metrics = train(cfg, RunContext.of(cfg.hydra))
     finally:
         GlobalHydra.instance().clear()
     assert read.read_json(tmp_path / runs.RUN_FILE)["status"] == "finished"
@@ -195,7 +197,7 @@ def test_an_analysis_the_model_cannot_have_is_refused_before_training(tmp_path):
     cfg = compose_config(["model=baseline_cnn", "analysis=lesion", "trainer=smoke"], tmp_path)
     try:
         with pytest.raises(UserError, match="BaselineCNN has no residual-style blocks"):
-            train(cfg)
+            train(cfg, RunContext.of(cfg.hydra))
     finally:
         GlobalHydra.instance().clear()
     assert not (tmp_path / runs.CHECKPOINT_DIR).exists()

@@ -20,6 +20,7 @@ from resnet_exp.data import Digits
 from resnet_exp.data.order import DeviceBatches, EpochShuffle, IndexedTensors, collate_fn
 from resnet_exp.module import Classifier
 from resnet_exp.runs import read
+from resnet_exp.runs.context import RunContext
 from resnet_exp.train import train
 
 
@@ -207,7 +208,7 @@ def test_training_steps_read_nothing_back_between_logging_steps(compose_cfg, mon
 
         monkeypatch.setattr(torch.Tensor, name, counted)
     try:
-        train(cfg)
+        train(cfg, RunContext.of(cfg.hydra))
     finally:
         GlobalHydra.instance().clear()
     assert step["now"] == 2 * per_epoch - 1
@@ -228,7 +229,7 @@ def test_cifar10_fast_runs_under_smoke_on_the_cpu(tmp_path, compose_cfg):
     assert cfg.data.on_device and cfg.module.channels_last and cfg.data.val_size == 0
     assert cfg.trainer.precision == "32-true", "trainer=smoke replaces trainer=fast whole"
     try:
-        metrics = train(cfg)
+        metrics = train(cfg, RunContext.of(cfg.hydra))
     finally:
         GlobalHydra.instance().clear()
     assert read.read_json(tmp_path / runs.RUN_FILE)["status"] == "finished"

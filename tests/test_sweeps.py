@@ -253,6 +253,7 @@ def test_optuna_search_records_failed_pruned_and_complete_trials_and_goes_on(tmp
     import optuna
     from optuna.trial import TrialState
 
+    from resnet_exp.runs.context import RunContext
     from resnet_exp.train import train
 
     # label smoothing above 1 makes the loss raise on the first step: with the search's TPE
@@ -309,7 +310,8 @@ def test_optuna_search_records_failed_pruned_and_complete_trials_and_goes_on(tmp
     before = {p: p.read_bytes() for p in (pruned / runs.RUN_FILE, pruned / runs.METRICS_FILE)}
     cfg = compose_config(["trainer=smoke", "resume=true"], pruned)
     try:
-        assert train(cfg) == read.read_json(pruned / runs.METRICS_FILE)
+        metrics = train(cfg, RunContext.of(cfg.hydra))
+        assert metrics == read.read_json(pruned / runs.METRICS_FILE)
     finally:
         GlobalHydra.instance().clear()
     assert {p: p.read_bytes() for p in before} == before

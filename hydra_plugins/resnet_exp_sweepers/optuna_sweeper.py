@@ -141,6 +141,9 @@ def beat(storage, study_name: str, number: int) -> None:
 
 
 class OptunaSweeper(Sweeper):
+    # a job that raises is told to the study as a FAIL trial, its traceback kept (__main__.py)
+    records_job_errors = True
+
     def __init__(self, sampler: DictConfig, pruner: DictConfig | None, direction: str,
                  study_name: str, storage: str | None, n_trials: int, n_jobs: int,
                  max_failure_rate: float, params: DictConfig | None = None,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import threading
 
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
+
+from resnet_exp.runs.context import RunContext
 
 
 def build_pruner(cfg):
@@ -78,17 +78,13 @@ class OptunaPruning(pl.Callback):
         self.heartbeat.stop()
 
     @classmethod
-    def for_this_job(cls, monitor: str) -> OptunaPruning | None:
+    def for_this_job(cls, monitor: str, context: RunContext) -> OptunaPruning | None:
         """The callback of a job of an Optuna search that stores its study; None otherwise (a
         single run, another sweeper, an in-memory study that no job can reach)."""
-        if not HydraConfig.initialized():
+        sweeper = context.sweeper
+        if not context.multirun or sweeper.get("trial") is None or not sweeper.get("storage"):
             return None
-        hydra_cfg = HydraConfig.get()
-        sweeper = hydra_cfg.sweeper
-        if (hydra_cfg.mode != RunMode.MULTIRUN or sweeper.get("trial") is None
-                or not sweeper.get("storage")):
-            return None
-        return cls(sweeper.storage, sweeper.study_name, sweeper.trial,
+        return cls(sweeper["storage"], sweeper["study_name"], sweeper["trial"],
                    build_pruner(sweeper.get("pruner")), monitor, sweeper.get("heartbeat_interval"))
 
     @property

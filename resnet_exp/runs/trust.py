@@ -27,14 +27,14 @@ Anything else needs `--trust`.
 from __future__ import annotations
 
 import ast
-import copy
 import functools
 import os
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from resnet_exp.errors import UserError
+from resnet_exp.runs.context import resolving_as_run
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Modules of this package whose public top-level classes a config may name (the data modules,
@@ -162,27 +162,14 @@ def untrusted(cfg: DictConfig | ListConfig | dict) -> list[tuple[str, object]]:
 def resolved(cfg: DictConfig, run_dir: Path | None = None) -> dict:
     """`cfg` as plain data with every interpolation and resolver resolved, `${hydra:...}` as in a
     run in `run_dir`. A value that cannot be resolved cannot be checked: refused."""
-    from hydra.core.hydra_config import HydraConfig
-
-    cfg = copy.deepcopy(cfg)
-    hydra_config = HydraConfig.instance()
-    before = hydra_config.cfg
-    if OmegaConf.select(cfg, "hydra.runtime", default=None) is not None:  # a composed hydra node
-        with open_dict(cfg):
-            if OmegaConf.is_missing(cfg.hydra.runtime, "output_dir") and run_dir is not None:
-                cfg.hydra.runtime.output_dir = str(run_dir)
-            if OmegaConf.select(cfg, "hydra.job.num", default=None) is None:
-                cfg.hydra.job.num = 0
-        hydra_config.set_config(cfg)
-    try:
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    except Exception as e:  # OmegaConf's and any resolver's: no common base class
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"a value of the config cannot be resolved ({first}), so it cannot be "
-                        "checked for the code it names: refused. If you trust it, pass --trust"
-                        ) from None
-    finally:
-        hydra_config.cfg = before
+    with resolving_as_run(cfg, run_dir) as cfg:
+        try:
+            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        except Exception as e:  # OmegaConf's and any resolver's: no common base class
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"a value of the config cannot be resolved ({first}), so it cannot "
+                            "be checked for the code it names: refused. If you trust it, pass "
+                            "--trust") from None
 
 
 def local_path(value: object, base: Path | None = None) -> Path | None:
