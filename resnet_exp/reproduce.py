@@ -13,16 +13,10 @@ import math
 import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
 from resnet_exp import runs
-from resnet_exp.config import CONF_DIR
 from resnet_exp.console import command
-from resnet_exp.errors import UserError
-from resnet_exp.runs import read, record
-from resnet_exp.runs.context import RunContext
-from resnet_exp.runs.replay import ONE_JOB, replay
+from resnet_exp.runs import read
+from resnet_exp.runs.replay import replay
 
 IGNORED_PREFIXES = ("time/",)  # wall-clock measurements differ between any two runs
 
@@ -75,34 +69,12 @@ def _fmt(value) -> str:
 
 def reproduce(run_dir: Path, overrides: list[str], trust: bool = False) -> tuple[Path, dict]:
     """Run RUN_DIR's config again as a new run; returns its folder and metrics."""
-    from resnet_exp.callbacks.guards import exit_on_sigterm
-    from resnet_exp.train import train
+    from resnet_exp.api import run
 
     run_dir = Path(run_dir).resolve()
     replayed, _ = replay(run_dir, overrides, trust)
-    result: dict = {}
-
-    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-    def job(cfg: DictConfig) -> None:
-        context = RunContext.from_hydra()
-        new_dir = context.run_dir
-        result["run_dir"] = new_dir
-        record.note(new_dir, reproduces=str(run_dir))  # RunRecord.start keeps it
-        try:
-            with exit_on_sigterm():
-                result["metrics"] = train(cfg, context)
-        except UserError as e:  # raised through Hydra, it would print a traceback
-            result["error"] = e
-
-    argv = sys.argv
-    sys.argv = [argv[0], *replayed, ONE_JOB]
-    try:
-        job()
-    finally:
-        sys.argv = argv
-    if "error" in result:
-        raise result["error"]
-    return result["run_dir"], result["metrics"]
+    new = run(replayed, note={"reproduces": str(run_dir)})
+    return new.dir, new.metrics
 
 
 @command

@@ -59,14 +59,15 @@ def _check(node: DictConfig, where: str) -> None:
     hints, parameters = _declared(node.get("_target_"))
     for key in list(node.keys()):
         value = node[key]
-        if OmegaConf.is_dict(value):
-            _check(value, f"{where}.{key}")
-        elif str(key) in parameters and str(key) in hints and not str(key).startswith("_"):
+        if str(key) in parameters and str(key) in hints and not str(key).startswith("_"):
             hint = hints[str(key)]
             if not _fits(value, hint):
-                raise UserError(f"{where}.{key}={text(value)}: give {_describe(hint)}")
+                shown = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+                raise UserError(f"{where}.{key}={text(shown)}: give {_describe(hint)}")
             if isinstance(value, int) and not isinstance(value, bool) and _wants_float(hint):
                 node[key] = float(value)
+        if OmegaConf.is_dict(value):  # a node of its own: its `_target_`'s arguments
+            _check(value, f"{where}.{key}")
 
 
 def _declared(target) -> tuple[dict, set]:
