@@ -114,7 +114,11 @@ def _fits(value, hint) -> bool:
     if issubclass(container, Mapping):
         return OmegaConf.is_dict(value)
     if issubclass(container, Sequence):
-        return OmegaConf.is_list(value) or (container is str and isinstance(value, str))
+        if container is str:
+            return isinstance(value, str)
+        items = [arm for arm in typing.get_args(hint) if arm is not Ellipsis]
+        return OmegaConf.is_list(value) and (
+            len(items) != 1 or all(_fits(item, items[0]) for item in value))
     if issubclass(container, os.PathLike):
         return isinstance(value, str)
     # another class (Augmentation, a Tensor): a node to instantiate or a list, never a scalar
@@ -137,4 +141,7 @@ def _describe(hint) -> str:
         return _WORDS[hint]
     if isinstance(hint, type) and hint.__module__.startswith("resnet_exp"):
         return f"a node with a _target_ ({hint.__name__})"
-    return "a list" if origin in (list, tuple, Sequence) else getattr(hint, "__name__", str(hint))
+    if origin in (list, tuple, Sequence):
+        items = [arm for arm in typing.get_args(hint) if arm is not Ellipsis]
+        return f"a list, each {_describe(items[0])}" if len(items) == 1 else "a list"
+    return getattr(hint, "__name__", str(hint))

@@ -49,13 +49,14 @@ def _bad_config_message(what: str, error: BaseException, overrides: tuple[str, .
     return f"Invalid {what} config: {type(error).__name__}: {first}.{hint}"
 
 
-def check_optimizer(optimizer) -> None:
-    """Build the optimizer once over a dummy parameter: a bad value fails here, with its name,
-    rather than after the data has loaded and the first epoch started."""
+def check_optimizer(optimizer, given: tuple[str, ...] = ()) -> None:
+    """Build the optimizer once over a dummy parameter: a bad value fails here, with its name
+    and the overrides `given` for it, rather than after the data has loaded and the first epoch
+    started."""
     try:
         optimizer([torch.nn.Parameter(torch.zeros(1))])
     except (TypeError, ValueError) as e:
-        raise UserError(_bad_config_message("optimizer", e)) from e
+        raise UserError(_bad_config_message("optimizer", e, given)) from e
 
 
 def check_input_shape(model: torch.nn.Module, shape: tuple[int, ...], names: str,
@@ -111,7 +112,7 @@ def assemble(cfg: DictConfig, context: RunContext | None = None, resume_from: Pa
                       f"model={choices.get('model')} data={choices.get('data')}",
                       cfg.data.num_classes)
     optimizer = build(cfg.optimizer, "optimizer", given)
-    check_optimizer(optimizer)
+    check_optimizer(optimizer, given)
     module = build(cfg.module, "module", given, model=model, optimizer=optimizer,
                    scheduler=build(cfg.scheduler, "scheduler", given, _convert_="all"))
     callbacks = [build(c, "callbacks", given) for c in (cfg.get("callbacks") or {}).values() if c]

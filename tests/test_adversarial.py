@@ -251,6 +251,8 @@ def test_a_full_disk_under_torchs_zip_writer_is_named_as_a_full_disk(tmp_path):
     ("model.num_classes=3", "the model gives 3 class scores but the data has 10 classes"),
     ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0: give a whole"),
     ("name=ü", "name=ü: Hydra cannot read this override"),
+    ("optimizer.lr=[1,2]", "Invalid optimizer config: TypeError"),
+    ("data.mean.0=abc", "data.mean=[abc]: give a list, each a number"),
 ])
 def test_bad_values_are_one_line(tmp_path, override, says):
     one_line_error(run_cli([*TINY, override], tmp_path), says)
