@@ -15,6 +15,7 @@ resnet_exp.errors.UserError: augmentation.flip=yes: give true or false
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import types
 import typing
@@ -26,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from resnet_exp.config import text
 from resnet_exp.errors import UserError
 
+FLOAT32_MAX = 3.4028234663852886e38
 _WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
           type(None): "null"}
 
@@ -59,6 +61,10 @@ def _check(node: DictConfig, where: str) -> None:
     hints, parameters = _declared(node.get("_target_"))
     for key in list(node.keys()):
         value = node[key]
+        if isinstance(value, float) and math.isfinite(value) and abs(value) > FLOAT32_MAX:
+            # a finite value beyond float32's range overflows in the first tensor op
+            raise UserError(f"{where}.{key}={value}: beyond float32's range (3.4e38); give a "
+                            "smaller number")
         if str(key) in parameters and str(key) in hints and not str(key).startswith("_"):
             hint = hints[str(key)]
             if not _fits(value, hint):

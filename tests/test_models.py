@@ -30,8 +30,11 @@ CONF = CONF_DIR / "model"
 
 def load(name: str) -> DictConfig:
     """conf/model/<name>.yaml under the model configs its defaults list names, merged as Hydra
-    composes them (plain_convnet.yaml is plain18.yaml under the seed's name)."""
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    composes them (plain_convnet.yaml is plain18.yaml under the seed's name; `/_base_model@_here_`
+    is conf/_base_model.yaml)."""
+    path = CONF.parent / f"{name[1:].split('@')[0]}.yaml" if name.startswith("/") \
+        else CONF / f"{name}.yaml"
+    cfg = OmegaConf.load(path)
     defaults = list(cfg.pop("defaults", []))
     if "_self_" not in defaults:
         defaults.append("_self_")
