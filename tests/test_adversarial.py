@@ -161,6 +161,7 @@ def interrupted(run: Path) -> dict:
     return metrics
 
 
+@pytest.mark.slow
 def test_a_link_out_of_the_run_folder_is_never_written_through(run, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -337,6 +338,7 @@ def test_a_download_that_never_answers_says_so_and_gives_up(tmp_path, capsys):
     assert f"downloading CIFAR-10 from {url}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_report_into_a_folder_that_cannot_be_written_is_one_line(smoke_run, tmp_path, capsys):
     from resnet_exp import report
 

@@ -18,6 +18,7 @@ def test_a_pinned_key_wins_over_its_searched_range():
     assert fixed == ["optimizer.lr=1e6", "seed=3"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("override", "says"), [
     ("hydra.sweeper.direction=maximise", "choose maximize or minimize"),
     ("hydra.sweeper.n_trials=0", "hydra.sweeper.n_trials=0: give a whole number >= 1"),

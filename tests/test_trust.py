@@ -133,6 +133,7 @@ def planted(run: Path, *extra: str) -> Path:
     return run
 
 
+@pytest.mark.slow  # a copy of the shared finished run
 @pytest.mark.parametrize("override", [
     "callbacks.model_checkpoint.dirpath={elsewhere}",
     "callbacks.model_checkpoint.filename=../../../{elsewhere_name}/best",
@@ -151,6 +152,7 @@ def test_a_path_outside_the_run_and_its_roots_is_refused_unless_given_or_trusted
     replay.replay(run, [f"{key}={run / 'inside'}"], allow=False)  # the user's own choice
 
 
+@pytest.mark.slow
 def test_the_run_folder_and_the_default_roots_pass(smoke_run_copy):
     run = planted(smoke_run_copy, f"callbacks.model_checkpoint.dirpath={smoke_run_copy}/ckpts")
     overrides, _ = replay.replay(run, [], allow=False)
