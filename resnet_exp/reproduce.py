@@ -45,21 +45,21 @@ def compare(original: dict, new: dict) -> tuple[list[tuple[str, object, object, 
 def print_comparison(run_dir: Path, new_dir: Path, original: dict, new: dict) -> int:
     from rich.table import Table
 
-    from resnet_exp.console import console
+    from resnet_exp.console import console, literal
 
     rows, differ = compare(original, new)
-    table = Table(title=f"reproduction of {run_dir}", header_style="bold")
+    table = Table(title=f"reproduction of {literal(run_dir)}", header_style="bold")
     for column, justify in (("metric", "left"), ("original", "right"),
                             ("reproduced", "right"), ("difference", "right")):
         table.add_column(column, justify=justify)
     for key, a, b, diff in rows:
         style = None if diff == "=" or key.startswith(IGNORED_PREFIXES) else "bold red"
-        table.add_row(key, _fmt(a), _fmt(b), diff, style=style)
+        table.add_row(literal(key), _fmt(a), _fmt(b), diff, style=style)
     console.print(table)
     compared = sum(not k.startswith(IGNORED_PREFIXES) for k, *_ in rows)
     verdict = (f"identical: all {compared} metrics (time/* aside)" if differ == 0
                else f"{differ} of {compared} metrics differ")
-    console.print(f"{verdict}; new run: {new_dir}")
+    console.print(f"{verdict}; new run: {literal(new_dir)}")
     return differ
 
 

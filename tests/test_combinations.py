@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import CONF, ONE_THREAD, ROOT, job_dirs, run_cli, single_run_dir
@@ -145,3 +146,22 @@ def test_every_part_of_the_bench_runs_to_its_table(tmp_path):
     assert list(results) == parts
     assert all(results[part] for part in parts), results
     assert all(row["framework"] > 0 for row in results["memory"]), results["memory"]
+
+
+def test_class_names_and_run_folders_print_as_given(tmp_path, capsys):
+    """A per-class table's class names and a reproduction's folders hold `[...]` as given."""
+    from rich.console import Console
+
+    from resnet_exp.callbacks.perclass import KEY, PerClassMetrics
+    from resnet_exp.reproduce import print_comparison
+
+    callback = PerClassMetrics(output_dir=str(tmp_path))
+    callback.prefix = "test"
+    callback.run_metrics = {f"test/{KEY}": {"[cls]": {"precision": 1.0, "recall": 1.0, "f1": 1.0,
+                                                      "support": 3}}}
+    recorder = Console(record=True, width=200)
+    recorder.print(callback._make_table(["[cls]"]))
+    assert "[cls]" in recorder.export_text()
+    print_comparison(Path("runs/[x]"), Path("new/[y]"), {"test/acc": 1.0}, {"test/acc": 1.0})
+    out = capsys.readouterr().out
+    assert "runs/[x]" in out and "new/[y]" in out

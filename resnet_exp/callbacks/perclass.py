@@ -22,6 +22,7 @@ from torchmetrics.classification import (
 
 from resnet_exp import figures
 from resnet_exp.callbacks.outputs import save_figure
+from resnet_exp.console import literal
 
 KEY = "per_class"  # metrics.json: {"<prefix>/per_class": {"<class>": {"precision": ...}}}
 TABLE_ROWS = 20  # more classes than this: the console shows the worst ones, metrics.json all
@@ -132,6 +133,6 @@ class PerClassMetrics(pl.Callback):
             table.add_column(column, justify="left" if column == "class" else "right")
         for name in shown:
             r = rows[name]
-            table.add_row(name, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}",
-                          str(r["support"]))
+            table.add_row(literal(name), f"{r['precision']:.4f}", f"{r['recall']:.4f}",
+                          f"{r['f1']:.4f}", str(r["support"]))
         return table

@@ -127,7 +127,8 @@ def finished(run_dir: Path) -> dict:
     from resnet_exp import console
 
     metrics = read.read_json(Path(run_dir) / METRICS_FILE)
-    console.console.print(f"[bold]{run_dir}[/bold] finished already: not run again")
+    console.console.print(f"[bold]{console.literal(run_dir)}[/bold] finished already: not run "
+                          "again")
     return metrics
 
 
