@@ -19,7 +19,8 @@ from resnet_exp.errors import UserError
 
 
 def mlflow(experiment_name: str, run_name: str, tracking_uri: str, tags: list | None = None,
-           run_dir: str | None = None, run_id: str | None = None):
+           run_dir: str | None = None, run_id: str | None = None,
+           artifact_location: str | None = None):
     """Lightning's MLFlowLogger on `tracking_uri` (a relative `sqlite:///` path is from the
     working directory: its folder is made). `run_id`: an earlier MLflow run to continue."""
     try:
@@ -38,8 +39,11 @@ def mlflow(experiment_name: str, run_name: str, tracking_uri: str, tags: list | 
     labels = {str(t): "true" for t in tags or []}
     if run_dir is not None:
         labels["run_dir"] = str(Path(run_dir).resolve())
+    if artifact_location and "://" not in artifact_location:  # MLflow takes a URI; a path is local
+        artifact_location = Path(artifact_location).resolve().as_uri()
     return MLFlowLogger(experiment_name=experiment_name, run_name=run_name,
-                        tracking_uri=tracking_uri, tags=labels, run_id=run_id)
+                        tracking_uri=tracking_uri, tags=labels, run_id=run_id,
+                        artifact_location=artifact_location)
 
 
 def _alive(tracking_uri: str, run_id: str) -> bool:

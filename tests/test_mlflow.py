@@ -33,6 +33,9 @@ def test_a_run_and_its_resume_are_one_mlflow_run_with_name_tags_metrics_and_figu
     assert run.data.params["tags"] == "baseline,digits"
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert "figures/confusion_matrix.png" in figures
+    # artifacts under outputs/ (which `make clean` removes), never in ./mlruns
+    assert not (tmp_path / "mlruns").exists()
+    assert list((tmp_path / "outputs" / "mlartifacts").rglob("confusion_matrix.png"))
     assert json.loads((run_dir / "run.json").read_text())["mlflow_run_id"] == run.info.run_id
 
     # interrupted after its first epoch, then resumed to a second one: the same MLflow run

@@ -100,7 +100,7 @@ SWAPPABLE: dict[str, str] = {
 # Arguments that name a file or folder to write or read; a URI in `tracking_uri`/`storage`.
 PATH_KEYS = frozenset({"root", "save_dir", "dirpath", "default_root_dir", "log_dir", "output_dir",
                        "run_dir", "f", "path", "filename", "dir", "file", "ckpt_path",
-                       "tracking_uri", "storage", "submitit_folder"})
+                       "tracking_uri", "storage", "submitit_folder", "artifact_location"})
 _LOCAL_SCHEMES = ("sqlite:///", "file://", "file:")
 
 
