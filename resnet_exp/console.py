@@ -126,6 +126,15 @@ def summary_table(title: str, rows: Mapping[str, object]) -> Table:
     return table
 
 
+def print_interrupted(where: str, run_dir) -> None:
+    """One line on stderr: where an interrupted run stopped, and the command that continues it."""
+    import shlex
+    import sys
+
+    print(f"interrupted {where}; resume with: python -m resnet_exp "
+          f"resume={shlex.quote(str(run_dir))}", file=sys.stderr, flush=True)
+
+
 def print_summary(title: str, rows: Mapping[str, object]) -> None:
     console.print(summary_table(title, rows))
 

@@ -16,10 +16,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from resnet_exp import checkpoints, console, cpu_threads, distributed, runs, signatures, speed
 from resnet_exp.callbacks import ModelCheckpoint
+from resnet_exp.callbacks.guards import SIGINT_EXIT, SIGTERM_EXIT
 from resnet_exp.callbacks.pruning import OptunaPruning
 from resnet_exp.config import check_run_settings, override_key
 from resnet_exp.errors import UserError
@@ -192,11 +193,30 @@ def train(cfg: DictConfig, context: RunContext) -> dict:
     rank_zero = distributed.is_rank_zero()  # DDP: every rank runs this; rank 0 alone writes
     console.quiet_known_warnings()
     check_run_settings(cfg)
+    seen: dict = {}  # the trainer, once built: how far an interrupted run got
     with lock(context.run_dir, write=rank_zero):
-        return _train(cfg, context, rank_zero)
+        try:
+            return _train(cfg, context, rank_zero, seen)
+        except (KeyboardInterrupt, SystemExit) as e:
+            raise _interrupted(e, context.run_dir, seen.get("trainer"), rank_zero) from e
 
 
-def _train(cfg: DictConfig, context: RunContext, rank_zero: bool) -> dict:
+def _interrupted(error: BaseException, run_dir: Path, trainer, rank_zero: bool) -> BaseException:
+    """What to raise for a Ctrl-C or SIGTERM (recorded `interrupted` by RunRecord.recording),
+    having said where the run stopped and how to continue it: the shell's status, 130 for
+    SIGINT (Lightning's own exit after a Ctrl-C is 1), 143 for SIGTERM."""
+    if read.run_status(run_dir) != "interrupted":
+        return error
+    if rank_zero:
+        where = (f"at epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+                 if trainer is not None and trainer.max_epochs else "before training")
+        console.print_interrupted(where, run_dir)
+    sigterm = isinstance(error, SIGTERMException) or (
+        isinstance(error, SystemExit) and error.code == SIGTERM_EXIT)
+    return SystemExit(SIGTERM_EXIT if sigterm else SIGINT_EXIT)
+
+
+def _train(cfg: DictConfig, context: RunContext, rank_zero: bool, seen: dict) -> dict:
     run_dir, choices = context.run_dir, dict(context.choices)
     resume_from = None
     if cfg.get("resume"):
@@ -217,6 +237,7 @@ def _train(cfg: DictConfig, context: RunContext, rank_zero: bool) -> dict:
         parts = assemble(cfg, context, resume_from=resume_from,
                          extra_callbacks=(pruning,) if pruning else ())
         trainer, module, model = parts.trainer, parts.module, parts.model
+        seen["trainer"] = trainer
         # after training, on the best checkpoint (resnet_exp/analyze.py); refused now if the
         # model cannot have one of them
         analyses = build(cfg.analysis, "analysis", context.overrides) if cfg.get(

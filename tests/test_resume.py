@@ -66,6 +66,18 @@ def without_signal_at(overrides: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interruption_says_where_it_stopped_and_how_to_resume(tmp_path, name, status):
+    run = tmp_path / "run"
+    result = run_cli([*ARGS, *signal_at.overrides(name, 1, 1), f"hydra.run.dir={run}"], tmp_path,
+                     timeout=TIMEOUT, env=TESTS_ON_PATH)
+    assert result.returncode == status, result.stderr[-3000:]  # as a shell reports the signal
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"interrupted at epoch 2/{EPOCHS}; resume with: python -m resnet_exp resume={run}")
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.slow
 def test_killed_three_times_and_resumed_ends_exactly_like_the_twin(twin, tmp_path):
     run = tmp_path / "run"
     # SIGINT (Ctrl-C) in epoch 0, before any checkpoint: the resume starts over in the folder

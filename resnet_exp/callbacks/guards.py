@@ -14,6 +14,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from resnet_exp.errors import UserError
 
 SIGTERM_EXIT = 128 + signal.SIGTERM  # the shell's status for a process ended by SIGTERM: 143
+SIGINT_EXIT = 128 + signal.SIGINT  # and by Ctrl-C: 130
 
 
 class NonFinite(UserError):
