@@ -35,9 +35,30 @@ def config_groups(conf: Path = CONF_DIR) -> str:
     return "".join(f"{line}\n" for line in sorted(lines))
 
 
+# The packages a run's numbers depend on, whose versions `--version` prints after resnet-exp's.
+STACK = ("torch", "torchvision", "pytorch-lightning", "hydra-core")
+
+
+def version() -> str:
+    """`resnet-exp X (torch Y, ...)`, read from the installed packages' metadata: no import of
+    torch. Hydra's own `--version` printed only Hydra's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    def of(name: str) -> str:
+        try:
+            return installed(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"resnet-exp {of('resnet-exp')} ({', '.join(f'{n} {of(n)}' for n in STACK)})"
+
+
 def text(argv: list[str], conf: Path = CONF_DIR) -> str | None:
-    """The help text for `argv` (the arguments after the program), or None where Hydra must
-    answer."""
+    """The help (or version) text for `argv` (the arguments after the program), or None where
+    Hydra must answer."""
+    if argv in (["--version"], ["-V"]):
+        return version()
     if argv not in (["--help"], ["-h"]):
         return None
     from omegaconf import OmegaConf

@@ -166,3 +166,15 @@ def test_debug_runs_go_to_their_own_folder_and_the_profiler_prints_its_report(tm
     assert not (tmp_path / "outputs" / "runs").exists()
     assert "Profiler Report" in result.stdout and "run_training_epoch" in result.stdout
     assert (run / "fit-profile.txt").is_file()
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_the_version_names_resnet_exp_and_its_stack(tmp_path, flag):
+    from importlib.metadata import version
+
+    result = run_cli([flag], tmp_path, new_interpreter=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+    assert result.stdout.strip() == (
+        f"resnet-exp {version('resnet-exp')} (torch {version('torch')}, torchvision "
+        f"{version('torchvision')}, pytorch-lightning {version('pytorch-lightning')}, "
+        f"hydra-core {version('hydra-core')})")
