@@ -4,6 +4,8 @@ folder behind."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import run_cli
 
@@ -63,6 +65,14 @@ def test_a_trial_folder_resumes_and_reproduces_as_that_one_trial(tmp_path):
         return len(optuna.load_study(study_name="cifar_resnet", storage=storage).trials)
 
     assert trials() == 2
+    # the search's end says what it found, where that run is and how to look at all of it
+    study = optuna.load_study(study_name="cifar_resnet", storage=storage)
+    assert study.metric_names == ["val/acc_best"]
+    best = study.best_trial
+    assert f"best trial {best.number}: val/acc_best=" in result.stdout
+    assert f"run folder: {best.user_attrs['run_dir']}" in result.stdout
+    assert "optuna-dashboard sqlite:///search/optuna.db" in result.stdout  # as configured
+    assert all(Path(t.user_attrs["run_dir"]).is_dir() for t in study.trials)
     (trial,) = [p for p in (tmp_path / "search").iterdir() if p.name.startswith("1_")]
     assert "=" in trial.name and "," in trial.name  # the name a user pastes, unquoted
     resumed = run_cli([f"resume={trial}"], tmp_path)

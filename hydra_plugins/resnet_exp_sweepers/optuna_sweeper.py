@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import shutil
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,23 @@ def ended_trials(study) -> list:
             and t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
 
 
+def found(best, metric: str, storage: str | None) -> str:
+    """What a search says at its end: its best trial, where that run is, how to look at all.
+    >>> from optuna.distributions import FloatDistribution; from optuna.trial import create_trial
+    >>> best = create_trial(value=0.9, params={"lr": 0.1}, user_attrs={"run_dir": "runs/3"},
+    ...                     distributions={"lr": FloatDistribution(0.01, 0.5)})
+    >>> best.number = 3
+    >>> print(found(best, "val/acc_best", "sqlite:///s.db"))
+    best trial 3: val/acc_best=0.9 {'lr': 0.1}
+      run folder: runs/3
+    study: sqlite:///s.db; to look at every trial: optuna-dashboard sqlite:///s.db
+    """
+    lines = [f"best trial {best.number}: {metric}={best.value:.6g} {best.params}",
+             f"  run folder: {best.user_attrs.get('run_dir', '?')}"]
+    return "\n".join(lines + ([f"study: {storage}; to look at every trial: optuna-dashboard "
+                                f"{storage}"] if storage else []))
+
+
 def beat(storage, study_name: str, number: int) -> None:
     """One heartbeat for trial `number`, on a storage that keeps them."""
     if getattr(storage, "is_heartbeat_enabled", lambda: False)():  # Optuna's RDB and journal
@@ -205,6 +223,9 @@ class OptunaSweeper(Sweeper):
                 study_name=self.study_name, storage=self.heartbeat_storage(),
                 direction=self.direction, pruner=build_pruner(self.pruner_cfg),
                 load_if_exists=True)
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([f"{self.config.monitor}_best"])  # the dashboard's name
         except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
             first = str(e).strip().splitlines()[0]
             raise UserError(f"hydra.sweeper.storage={self.storage} cannot be opened as an Optuna "
@@ -251,7 +272,9 @@ class OptunaSweeper(Sweeper):
                     value = job.return_value
                 except Exception:  # the job's error is in its run.json and the table
                     value = None
-                if read.run_status(Path(job.hydra_cfg.hydra.runtime.output_dir)) == runs.PRUNED:
+                run_dir = Path(job.hydra_cfg.hydra.runtime.output_dir)
+                trial.set_user_attr("run_dir", str(run_dir.resolve()))  # the dashboard shows it
+                if read.run_status(run_dir) == runs.PRUNED:
                     study.tell(trial, state=TrialState.PRUNED)
                 elif value is None or (isinstance(value, float) and math.isnan(value)):
                     failures += 1
@@ -273,3 +296,4 @@ class OptunaSweeper(Sweeper):
             "name": "optuna", "best_trial": best.number, "best_params": best.params,
             "best_value": best.value, "trials": counts, "optuna": optuna.__version__}),
             self.sweep_dir / "optimization_results.yaml")
+        print(found(best, f"{self.config.monitor}_best", self.storage), flush=True)
