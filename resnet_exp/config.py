@@ -63,19 +63,35 @@ PRINT_CONFIG = ("auto", "full", "groups", "none")  # extras.print_config's value
 JOB_FOLDER_CHARS = 150  # the overrides part of a sweep job's folder name, at most
 
 
+def short_value(value: str) -> str:
+    """An override value as a reader compares it: a sampled float to 4 significant digits.
+
+    >>> short_value("0.08558894657793088"), short_value("resnet20"), short_value("1")
+    ('0.08559', 'resnet20', '1')
+    """
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() or len(value) <= 6 else f"{number:.4g}"
+
+
 def job_folder(num: int, override_dirname: str) -> str:
-    """A sweep job's folder: its number and its overrides with each key cut to its last part,
-    so TensorBoard's run list says what each run is (resolver `job_folder`, conf/hydra/).
+    """A sweep job's folder: its number and its overrides with each key cut to its last part
+    and each float to 4 significant digits (the full value is in its config), so TensorBoard's
+    run list says what each run is (resolver `job_folder`, conf/hydra/).
 
     >>> job_folder(3, "data.root=/data/c10,model.residual=true,model=vgg08,optimizer.lr=0.1,seed=2")
     '3_residual=true,model=vgg08,lr=0.1,seed=2'
+    >>> job_folder(0, "optimizer.lr=0.08558894657793088,optimizer.weight_decay=7.035737e-05")
+    '0_lr=0.08559,weight_decay=7.036e-05'
     """
     items = []
     for item in override_dirname.split(",") if override_dirname else []:
         key, sep, value = item.partition("=")
         if "/" in value:  # a path (data.root, model.weights): where, not what; and long
             continue
-        items.append(f"{key.lstrip('+~').rsplit('.', 1)[-1]}{sep}{value}")
+        items.append(f"{key.lstrip('+~').rsplit('.', 1)[-1]}{sep}{short_value(value)}")
     name = ",".join(items).replace("/", "_")[:JOB_FOLDER_CHARS]
     return f"{num}_{name}" if name else str(num)
 

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, read_write
 from rich.table import Table
 from rich.text import Text
 
-from resnet_exp.config import better, check_run_settings, monitor_mode, override_key
+from resnet_exp.config import better, check_run_settings, monitor_mode, override_key, short_value
 from resnet_exp.errors import UserError, report_error
 from resnet_exp.runs import RUN_FILE, SWEEP_FILE, read
 from resnet_exp.runs.compare import differing_keys, read_run
@@ -159,19 +159,6 @@ class ClaimOutputFolder(Callback):
             node.dir = str(claimed)
 
 
-def _short(value: str) -> str:
-    """An override value as a reader compares it: sampled floats to 4 significant digits.
-
-    >>> _short("0.08558894657793088"), _short("resnet20"), _short("1")
-    ('0.08559', 'resnet20', '1')
-    """
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return value if number.is_integer() or len(value) <= 6 else f"{number:.4g}"
-
-
 def _value(metrics: dict, key: str) -> float | None:
     value = metrics.get(key)
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
@@ -207,7 +194,7 @@ def sweep_table(sweep_dir: Path, monitor: str, mode: str = "max") -> Table:
             table,
             job.path.relative_to(sweep_dir),
             Text(status, style=_STATUS_STYLE.get(status, "red")),
-            *(_short(overrides[i].get(k, "")) for k in keys),
+            *(short_value(overrides[i].get(k, "")) for k in keys),
             "" if scores[i] is None else f"{scores[i]:.4f}",
             "" if test_acc is None else f"{test_acc:.4f}",
             style="bold" if i == best else None,
