@@ -1,7 +1,7 @@
 """The arguments a config gives a class, checked against the types its signature declares, before
-it is built: Hydra passes any value through, so `augmentation.flip='yes'` trained with every
-image flipped and `augmentation.crop_padding=abc` failed at the first batch with a TypeError from
-inside torch. An int given where a float is declared is passed as a float (torch's Beta and
+it is built: Hydra passes any value through, so `augmentation.flip='no'` (a non-empty string)
+turned flips on, and `augmentation.crop_padding=abc` failed at the first batch with a TypeError
+from inside torch. An int given where a float is declared is passed as a float (torch's Beta and
 Dirichlet samplers refuse integer parameters).
 
 >>> from omegaconf import OmegaConf
