@@ -140,6 +140,8 @@ def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except MisconfigurationException as e:
         raise UserError(f"Lightning refuses the configuration: {str(e).splitlines()[0]}") from e
+    except UserError:  # a write that failed says so already (record.WriteFailed is an OSError)
+        raise
     except OSError as e:  # a folder a logger or checkpoint was pointed at cannot be written
         raise write_error(Path(e.filename or "."), e) from e
     # The last epoch's train/val numbers (testing replaces trainer.logged_metrics); a run

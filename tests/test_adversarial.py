@@ -246,6 +246,19 @@ def test_a_full_disk_under_torchs_zip_writer_is_named_as_a_full_disk(tmp_path):
         checkpoints.save({"w": torch.zeros(1000)}, tmp_path / "best.ckpt")
 
 
+def test_a_failed_write_during_training_is_reported_once(tmp_path):
+    """A full disk under a checkpoint write is one message, not wrapped in a second one (a
+    2 MB tmpfs showed it: the failed write is an OSError too)."""
+    from resnet_exp.train import fit_and_test
+
+    full = record.write_error(tmp_path / "best.ckpt", OSError(errno.ENOSPC, "No space left"))
+    trainer = SimpleNamespace(fit=mock.Mock(side_effect=full))
+    with pytest.raises(UserError) as error:
+        fit_and_test(trainer, None, None)
+    assert str(error.value).startswith("no space left on the device holding")
+    assert "cannot write" not in str(error.value)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("override", "says"), [
     ("data.batch_size=0", "data.batch_size=0"), ("seed=abc", "seed='abc'"),
