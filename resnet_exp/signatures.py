@@ -14,6 +14,7 @@ resnet_exp.errors.UserError: augmentation.flip=yes: give true or false
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -76,12 +77,13 @@ def _check(node: DictConfig, where: str) -> None:
             _check(value, f"{where}.{key}")
 
 
-def _declared(target) -> tuple[dict, set]:
+@functools.cache  # every node is checked before the run folder is claimed and again when built
+def _declared(target) -> tuple[dict, frozenset]:
     """(type hints, parameter names) of a `_target_`'s function, or of its class's constructors
     along the MRO while each passes `**kwargs` on to the next; empty for what cannot be read (a C
     extension, a name that does not import: instantiate says why)."""
     if not isinstance(target, str):
-        return {}, set()
+        return {}, frozenset()
     try:
         obj = get_object(target)
         functions = [obj] if not inspect.isclass(obj) else [
@@ -93,9 +95,9 @@ def _declared(target) -> tuple[dict, set]:
             names |= set(parameters)
             if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
                 break
-        return hints, names
+        return hints, frozenset(names)
     except Exception:  # any import or annotation error: left to instantiate's own message
-        return {}, set()
+        return {}, frozenset()
 
 
 def _fits(value, hint) -> bool:

@@ -272,6 +272,14 @@ def test_bad_values_are_one_line(tmp_path, override, says):
     one_line_error(run_cli([*TINY, override], tmp_path), says)
 
 
+@pytest.mark.parametrize("override", ["augmentation.flip=yes", "data.mean.0=abc", "seed=abc"])
+def test_a_value_of_the_wrong_type_leaves_no_run_folder(tmp_path, override):
+    result = run_cli([*TINY, override], tmp_path)
+    one_line_error(result)
+    assert "Warning" not in result.stderr, result.stderr[-2000:]  # no check skipped by Hydra
+    assert not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.parametrize("content", [b"model: [unclosed\n  x: {", b"\xff\xfe\x00binary\x80"])
 def test_an_unreadable_file_in_a_config_dir_is_one_line(tmp_path, content):
     (tmp_path / "mine" / "experiment").mkdir(parents=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,10 @@ def resolving_as_run(cfg: DictConfig, run_dir: Path | None) -> Iterator[DictConf
     hydra_config = HydraConfig.instance()
     before = hydra_config.cfg
     if OmegaConf.select(cfg, "hydra.runtime", default=None) is not None:  # a composed node
-        with open_dict(cfg):
-            if OmegaConf.is_missing(cfg.hydra.runtime, "output_dir") and run_dir is not None:
+        with read_write(cfg.hydra), open_dict(cfg.hydra):  # Hydra's own copy is read-only
+            unset = OmegaConf.is_missing(cfg.hydra.runtime, "output_dir") or \
+                cfg.hydra.runtime.get("output_dir") is None
+            if unset and run_dir is not None:
                 cfg.hydra.runtime.output_dir = str(run_dir)
             if OmegaConf.select(cfg, "hydra.job.num", default=None) is None:
                 cfg.hydra.job.num = 0

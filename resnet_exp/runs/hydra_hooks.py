@@ -15,7 +15,6 @@ Hydra starts, around the jobs, whichever launcher or sweeper runs them.
 
 from __future__ import annotations
 
-import copy
 import errno
 import itertools
 import math
@@ -37,6 +36,7 @@ from resnet_exp.config import better, check_run_settings, monitor_mode, override
 from resnet_exp.errors import UserError, report_error
 from resnet_exp.runs import RUN_FILE, SWEEP_FILE, read
 from resnet_exp.runs.compare import differing_keys, read_run
+from resnet_exp.runs.context import resolving_as_run
 
 _STATUS_STYLE = {"finished": "green", "pruned": "magenta", "failed": "red", "interrupted": "yellow",
                  "running": "cyan"}
@@ -108,11 +108,8 @@ def _check_arguments(config: DictConfig) -> None:
     the run will resolve it: in its folder, which Hydra sets only once the job runs."""
     from resnet_exp import signatures  # imports what the config names: torch
 
-    probe = copy.deepcopy(config)
-    with read_write(probe.hydra.runtime):
-        probe.hydra.runtime.output_dir = str(Path(config.hydra.run.dir).resolve())
-    HydraConfig.instance().set_config(probe)
-    signatures.check_config(probe)
+    with resolving_as_run(config, Path(config.hydra.run.dir).resolve()) as probe:
+        signatures.check_config(probe)
 
 
 def _given(config: DictConfig, key: str) -> bool:
@@ -132,8 +129,6 @@ class ClaimOutputFolder(Callback):
             _check_arguments(config)
         except UserError as e:
             sys.exit(report_error(e))
-        finally:
-            HydraConfig.instance().set_config(config)
         self._claim(config, config.hydra.run, "hydra.run.dir", RUN_FILE)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:

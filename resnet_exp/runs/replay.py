@@ -61,9 +61,6 @@ def canonical(target: str) -> str:
     return found[0] if len(found) == 1 else target
 
 
-QUOTES = "'\""
-
-
 def renamed(text: str) -> str:
     """An override of a `_target_` with the value's canonical name (`canonical`).
 
@@ -73,8 +70,8 @@ def renamed(text: str) -> str:
     key, sep, value = text.partition("=")
     if not sep or not key.endswith("_target_"):
         return text
-    new = canonical(value.strip(QUOTES))
-    return text if new == value.strip(QUOTES) else f"{key}={new}"
+    new = canonical(unquote(value))
+    return text if new == unquote(value) else f"{key}={new}"
 
 
 def _renamed_config(node):
@@ -215,3 +212,13 @@ def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None
 def quote(value: str) -> str:
     """A string as a quoted Hydra override value (paths may hold spaces or `=`)."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def unquote(value: str) -> str:
+    """An override value as typed, without the quotes around it (if any).
+
+    >>> unquote("'a b'"), unquote('"x"'), unquote("plain")
+    ('a b', 'x', 'plain')
+    """
+    value = value.strip()
+    return value[1:-1] if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"" else value

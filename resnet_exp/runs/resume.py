@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from resnet_exp import config
 from resnet_exp.errors import UserError
 from resnet_exp.runs import CHECKPOINT_DIR, METRICS_FILE, RUN_FILE, read, record
-from resnet_exp.runs.replay import ONE_JOB, quote, replay
+from resnet_exp.runs.replay import ONE_JOB, quote, replay, unquote
 
 RESUME_PREFIXES = ("resume=", "+resume=", "++resume=")
 
@@ -32,10 +32,7 @@ def _resume_value(args: list[str]) -> tuple[list[str], str | None]:
     given = [a for a in args if a.startswith(RESUME_PREFIXES)]
     if not given:
         return [], None
-    value = given[-1].split("=", 1)[1].strip()
-    if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
-        value = value[1:-1]
-    return given, value
+    return given, unquote(given[-1].split("=", 1)[1])
 
 
 def check_parsable(args: list[str]) -> None:
