@@ -94,6 +94,10 @@ def check_readable(folder: Path) -> None:
 
 def cli() -> None:
     """The command: `resume=RUN_DIR` first becomes that run's own overrides and folder."""
+    if sys.argv[1:2] == ["runs"]:  # `resnet-exp runs list`: no Hydra override is a bare word
+        from resnet_exp.runs.__main__ import main as runs
+
+        sys.exit(runs(sys.argv[2:], prog="resnet-exp runs"))
     from resnet_exp import usage
     from resnet_exp.runs import resume
 

@@ -8,12 +8,14 @@ model, without a subprocess.
     logits = trained.model(images)  # an nn.Module in eval mode, with the best checkpoint's weights
 
 `run` is `python -m resnet_exp OVERRIDES` in this process: the same Hydra composition, output
-folder check, run folder and records (README's "Python API"). `load_run` replays a run folder's
-config under the same allow-list as eval (docs/security.md) and loads its best weights.
+folder check, run folder and records (README's "Python API"). `load_run` is the loader eval and
+analyze use (runs/load.py): the run's config under the same allow-list (docs/security.md), its
+parts built, its best weights loaded.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +23,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from resnet_exp import runs
+from resnet_exp.config import quote
 from resnet_exp.runs import read
-from resnet_exp.runs.replay import ONE_JOB, quote, replay
+from resnet_exp.runs.load import Loaded, load
+from resnet_exp.runs.replay import ONE_JOB
 
 
 @dataclass(frozen=True)
@@ -32,16 +35,6 @@ class Run:
 
     dir: Path
     status: str | None
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LoadedRun:
-    """A trained run: its composed config, its network with the best weights, its metrics."""
-
-    dir: Path
-    cfg: DictConfig
-    model: Any  # torch.nn.Module; imported lazily, as torch is
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,31 +71,30 @@ def run(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path | No
     given = [*overrides, *([f"hydra.run.dir={quote(output_dir)}"] if output_dir else []), ONE_JOB]
     argv = sys.argv
     sys.argv = [argv[0], *given]
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     try:
         job()
     finally:
         sys.argv = argv
+        # Hydra pointed the root logger at this run's log file: what the notebook logs next
+        # is not this run's
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in [h for h in handlers if h not in root.handlers]:
+            root.addHandler(handler)
+        root.setLevel(level)
     if "error" in result:
         raise result["error"]
     status = read.run_status(result["dir"])
     return Run(Path(result["dir"]), status, dict(result.get("metrics") or {}))
 
 
-def load_run(run_dir: str | Path, which: str = "best", trust: bool = False) -> LoadedRun:
-    """The run in `run_dir`: its config replayed (refused when it names code outside the
-    allow-list, unless `trust`), its network in eval mode with the `which` ("best" or "last")
-    checkpoint's weights, and its metrics."""
-    from resnet_exp import checkpoints
-    from resnet_exp.train import build
-
-    run_dir = Path(run_dir)
-    read.load_config(run_dir)  # one line when the folder is not a run
-    _, cfg = replay(run_dir, [], trust, output_dir=run_dir)
-    model = build(cfg.model, "model")
-    state = checkpoints.load(read.checkpoint_path(run_dir, which))["state_dict"]
-    # the LightningModule holds the network as `model` (module.Classifier)
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()
-                           if k.startswith("model.")})
-    metrics_file = run_dir / runs.METRICS_FILE
-    metrics = read.read_json(metrics_file) if metrics_file.exists() else {}
-    return LoadedRun(run_dir, cfg, model.eval(), metrics)
+def load_run(run_dir: str | Path, which: str = "best", trust: bool = False,
+             overrides: list[str] | tuple[str, ...] = ()) -> Loaded:
+    """The run in `run_dir` (runs/load.py): `.cfg`, its config replayed (refused when it names
+    code outside the allow-list, unless `trust`); `.model`, its network in eval mode with the
+    `which` ("best", "last" or a checkpoint's path) checkpoint's weights; `.metrics`. `overrides`
+    change what is built, e.g. `trainer.accelerator=cpu` for a run trained on a GPU."""
+    return load(run_dir, which, overrides, trust)

@@ -4,7 +4,7 @@ Writing: Lightning's TorchCheckpointIO saves through an fsspec transaction, whic
 temporary file in the system temp folder and then moves it into place: a copy, not a rename,
 when /tmp is another file system (node-local /tmp beside shared scratch on a cluster), and with
 no fsync, so a kill or a crash during the copy leaves a truncated last.ckpt. AtomicCheckpointIO
-writes through `runs.record.atomic_write`: readers see the old checkpoint or the new one.
+writes through `runs.atomic.atomic_write`: readers see the old checkpoint or the new one.
 
 Reading: `torch.load(weights_only=True)` unpickles tensors and plain containers only, so a
 checkpoint cannot run code; every failure becomes a UserError saying what is wrong with the file.
@@ -25,7 +25,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from resnet_exp.errors import UserError
-from resnet_exp.runs.record import atomic_write
+from resnet_exp.runs.atomic import atomic_write
 
 # Globals that torch's own (legacy) pickles name to rebuild tensors: not "Python objects".
 _TENSOR_REBUILDERS = ("torch._utils", "torch.", "collections.OrderedDict")

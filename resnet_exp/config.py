@@ -12,7 +12,9 @@ pay for Hydra's parser or torch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 # The config groups (conf/ folders a run chooses an option of), in the order a reader follows a
@@ -46,6 +48,30 @@ def text(value) -> str:
     return str(value)
 
 
+def quote(value: str) -> str:
+    r"""A string as a quoted Hydra override value (paths may hold spaces or `=`). Hydra reads a
+    backslash as itself except in a run of them before a quote, so only such a run is doubled
+    (before an inner quote, or at the end, before the closing one).
+
+    >>> [parse_override("k=" + quote(v)).value() for v in ("a b", "c:\\d", "it's", "end\\")]
+    ['a b', 'c:\\d', "it's", 'end\\']
+    """
+    import re
+
+    text = re.sub(r"(\\+)(?='|$)", lambda run: run.group(1) * 2, str(value))
+    return "'" + text.replace("'", "\\'") + "'"
+
+
+def unquote(value: str) -> str:
+    """An override value as typed, without the quotes around it (if any).
+
+    >>> unquote("'a b'"), unquote('"x"'), unquote("plain")
+    ('a b', 'x', 'plain')
+    """
+    value = value.strip()
+    return value[1:-1] if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"" else value
+
+
 def overrides_dict(overrides: list[str]) -> dict[str, str]:
     """key -> value of the overrides that set a value (deletions left out), last one wins. A
     sweep writes `model.residual=False` where the command line said `false`: one spelling."""
@@ -76,10 +102,12 @@ def short_value(value: str) -> str:
     return value if number.is_integer() or len(value) <= 6 else f"{number:.4g}"
 
 
-def job_folder(num: int, override_dirname: str) -> str:
+def job_folder(num: int, override_dirname: str, number: int | None = None) -> str:
     """A sweep job's folder: its number and its overrides with each key cut to its last part
     and each float to 4 significant digits (the full value is in its config), so TensorBoard's
-    run list says what each run is (resolver `job_folder`, conf/hydra/).
+    run list says what each run is (resolver `job_folder`, conf/hydra/). `number`, where the
+    sweeper gives one, replaces the job's: an Optuna search's trial number, so that a continued
+    study's folders and its best trial are named alike.
 
     >>> job_folder(3, "data.root=/data/c10,model.residual=true,model=vgg08,optimizer.lr=0.1,seed=2")
     '3_residual=true,model=vgg08,lr=0.1,seed=2'
@@ -93,7 +121,41 @@ def job_folder(num: int, override_dirname: str) -> str:
             continue
         items.append(f"{key.lstrip('+~').rsplit('.', 1)[-1]}{sep}{short_value(value)}")
     name = ",".join(items).replace("/", "_")[:JOB_FOLDER_CHARS]
+    num = num if number is None else number
     return f"{num}_{name}" if name else str(num)
+
+
+# The groups whose options set keys of other groups (an experiment sets the optimizer's lr): the
+# short config print names what each of them set (console.print_config)
+SETTING_OPTIONS = ("experiment", "trick", "hparams_search", "debug")
+
+
+def set_by_options(choices: Mapping[str, Any]) -> dict[str, list[str]]:
+    """For each chosen option of SETTING_OPTIONS, the keys its file sets, dotted, from the file
+    itself (no composition: a run prints this before it builds anything).
+
+    >>> set_by_options({"trick": "label_smoothing"})
+    {'trick=label_smoothing': ['module.label_smoothing']}
+    """
+    from omegaconf import OmegaConf
+
+    found = {}
+    for group in SETTING_OPTIONS:
+        path = CONF_DIR / group / f"{choices.get(group)}.yaml"
+        if choices.get(group) is None or not path.is_file():
+            continue
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        found[f"{group}={choices[group]}"] = _leaves(
+            {k: v for k, v in raw.items() if k not in ("defaults", "hydra", group)})
+    return found
+
+
+def _leaves(node: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        keys += _leaves(value, dotted + ".") if isinstance(value, dict) and value else [dotted]
+    return keys
 
 
 def at_fractions(total: int, *fractions: float) -> list[int]:

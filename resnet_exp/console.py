@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 
@@ -19,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from resnet_exp.config import GROUPS
+from resnet_exp.config import GROUPS, set_by_options
 from resnet_exp.errors import UserError, report_error
 
 console = Console()
@@ -32,16 +33,22 @@ if not console.is_terminal:
 def quiet_known_warnings() -> None:
     """Silence the third-party messages every run would print and no user can act on, each by
     its exact message: Lightning's LeafSpec deprecation (its own code, torch 2.10+), its
-    cloud-service tips, its `weights_only` note on a SIGTERM checkpoint and its note that a new
-    MLflow experiment is made, Alembic's and MLflow's set-up lines when Optuna or MLflow opens
-    its database, matplotlib's layout notes on crowded report figures."""
+    cloud-service tips, its `srun` hint outside a SLURM job, its `weights_only` note on a
+    SIGTERM checkpoint and its note that a new MLflow experiment is made, Alembic's and
+    MLflow's set-up lines when Optuna or MLflow opens its database, matplotlib's layout notes
+    on crowded report figures."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     warnings.filterwarnings("ignore", message=r".*constrained_layout.*", module="matplotlib")
     # torch.func's first Hessian-vector product (resnet_exp/analysis/sharpness.py), torch 2.14
     warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated")
+    if "SLURM_JOB_ID" not in os.environ:
+        # Lightning says it on every run of a machine with SLURM installed; inside an allocation
+        # (sbatch without srun, where ranks would hang) it is a real hint, and stays
+        warnings.filterwarnings("ignore", message=r"The `srun` command is available on your "
+                                "system but is not used")
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",
                  "pytorch_lightning.trainer.connectors.checkpoint_connector",
-                 "pytorch_lightning.loggers.mlflow"):
+                 "pytorch_lightning.loggers.mlflow", "lightning_fabric.utilities.seed"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _KnownNotes) for f in logger.filters):
             logger.addFilter(_KnownNotes())
@@ -50,7 +57,13 @@ def quiet_known_warnings() -> None:
 
 
 class _KnownNotes(logging.Filter):
-    NOTES = ("💡 Tip:", "`weights_only` was not set", "Experiment with name")
+    # Lightning's set-up lines that say nothing a run does not: no accelerator on a CPU machine
+    # (a GPU that is there and unused is still said), the seed (in the config above), the
+    # checkpoint each test loads, the end of the epochs the lines above counted
+    NOTES = ("💡 Tip:", "`weights_only` was not set", "Experiment with name",
+             "GPU available: False", "TPU available: False", "HPU available: False",
+             "Seed set to", "Restoring states from the checkpoint",
+             "Loaded model weights from the checkpoint", "`Trainer.fit` stopped: `max_epochs=")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self.NOTES)
@@ -100,15 +113,17 @@ def choices_lines(choices: Mapping[str, object], overrides: Sequence[str]) -> st
 
 def print_config(cfg: DictConfig, mode: str, choices: Mapping[str, object],
                  overrides: Sequence[str], sweep_job: bool) -> None:
-    """`extras.print_config`: full (the resolved tree), groups (choices and overrides), none;
-    auto: full for a run, groups for each job of a sweep (a tree per job buried a 4-job
-    sweep's results under 600 lines of config)."""
-    if mode == "auto":
-        mode = "groups" if sweep_job else "full"
+    """`extras.print_config`: full (the resolved tree, ~180 lines), groups (choices and
+    overrides), none; auto: for a run, the groups and what an experiment, trick or debug option
+    set (one screen: the tree is a flag away), for each job of a sweep the groups alone."""
     if mode == "full":
         console.print(config_tree(cfg))
-    elif mode == "groups":
+    elif mode in ("groups", "auto"):
         console.print(literal(choices_lines(choices, overrides)), highlight=False)
+    if mode == "auto" and not sweep_job:
+        for option, keys in set_by_options(choices).items():
+            values = " ".join(f"{k}={OmegaConf.select(cfg, k, default='?')}" for k in keys)
+            console.print(literal(f"{option} sets: {values}"), highlight=False)
 
 
 def _fmt(value) -> str:
@@ -118,9 +133,10 @@ def _fmt(value) -> str:
 
 
 def summary_table(title: str, rows: Mapping[str, object]) -> Table:
+    # "fold": a name or number too wide for the terminal goes on to the next line, never "…"
     table = Table(title=literal(title), show_header=True, header_style="bold")
-    table.add_column("metric", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("metric", overflow="fold")
+    table.add_column("value", justify="right", overflow="fold")
     for key, value in rows.items():
         add_row(table, key, _fmt(value))
     return table
@@ -135,8 +151,13 @@ def print_interrupted(where: str, run_dir) -> None:
           f"resume={shlex.quote(str(run_dir))}", file=sys.stderr, flush=True)
 
 
-def print_summary(title: str, rows: Mapping[str, object]) -> None:
+def print_summary(title: str, rows: Mapping[str, object],
+                  places: Mapping[str, object] | None = None) -> None:
+    """The numbers as a table, then each place (a folder, a URL) on a line of its own, whole:
+    a user copies it, and a table cell would wrap or cut it."""
     console.print(summary_table(title, rows))
+    for label, place in (places or {}).items():
+        console.print(f"{label}: {place}", markup=False, highlight=False, soft_wrap=True)
 
 
 def command(main: Callable[..., int]) -> Callable[..., int]:

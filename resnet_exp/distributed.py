@@ -34,8 +34,14 @@ def batch_scale(trainer: pl.Trainer, batch_size: int) -> dict[str, int]:
 
 def check_launch(trainer: pl.Trainer, multirun: bool) -> None:
     """Lightning starts the other local ranks by re-running `sys.argv`, which in a local sweep
-    would start the whole sweep again in every rank (`-m` and the sweep lists are in it)."""
-    if multirun and isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
+    would start the whole sweep again in every rank (`-m` and the sweep lists are in it). Not
+    where the cluster environment starts them (srun under SLURM, torchrun): Lightning 2.6's
+    DDPStrategy keeps its script launcher there too, and only its
+    `creates_processes_externally` keeps it from starting children."""
+    launcher = trainer.strategy.launcher
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    external = environment is not None and environment.creates_processes_externally
+    if multirun and isinstance(launcher, _SubprocessScriptLauncher) and not external:
         raise UserError(
             f"trainer.devices={trainer.num_devices} with strategy ddp inside a local sweep (-m): "
             "Lightning starts the other processes by re-running the command line, which would "

@@ -6,8 +6,8 @@ overrides such as `data=cifar10` or `trainer.limit_test_batches=1.0`, into a fol
 (`test/*`, `test_last/*` with --last), run.json, .hydra/, tensorboard/ and the figures of the
 run's test callbacks. On its own test set it gives exactly the metrics the run recorded.
 
-The run's config is rebuilt from its saved overrides (runs/replay.py: allow-list, drift warning);
-the checkpoint is read with weights_only=True and must fit the model the config builds.
+The run is read by runs/load.py: its config rebuilt from its saved overrides (allow-list, drift
+warning, older layouts), the checkpoint read with weights_only=True, fitting the model it builds.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from omegaconf import OmegaConf
 from resnet_exp import runs
 from resnet_exp.config import overrides_dict
 from resnet_exp.console import command
-from resnet_exp.runs import read
-from resnet_exp.runs.context import RunContext
+from resnet_exp.runs.load import load
 from resnet_exp.runs.record import RunRecord
-from resnet_exp.runs.replay import replay
 
 
 def output_dir(run_dir: Path, overrides: list[str]) -> Path:
@@ -37,33 +35,25 @@ def output_dir(run_dir: Path, overrides: list[str]) -> Path:
 def evaluate(run_dir: Path, overrides: list[str], last: bool = False,
              trust: bool = False) -> tuple[dict, Path]:
     """Test the run's best (or last) checkpoint; returns the metrics and the eval folder."""
-    from resnet_exp import checkpoints
-    from resnet_exp.train import assemble
-
     run_dir = Path(run_dir)
-    read.load_config(run_dir)  # a clear message when the folder is not a run
-    ckpt = read.checkpoint_path(run_dir, "last" if last else "best")
     out = output_dir(run_dir, overrides)
-    replayed, cfg = replay(run_dir, overrides, trust, output_dir=out)
-    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    # the run's callbacks draw the same test figures, into `out`; none writes before the test
+    loaded = load(run_dir, "last" if last else "best", overrides, trust, output_dir=out)
     record = RunRecord(out)
-    record.start(seed=cfg.seed, extra={"evaluates": str(run_dir.resolve()), "checkpoint": str(ckpt),
-                                        "overrides": replayed})
+    record.start(seed=loaded.task.seed, extra={
+        "evaluates": str(run_dir.resolve()), "checkpoint": str(loaded.checkpoint),
+        "overrides": loaded.overrides})
     with record.recording():
         (out / runs.CONFIG_FILE).parent.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(task, out / runs.CONFIG_FILE)
-        OmegaConf.save(OmegaConf.create(replayed), out / runs.OVERRIDES_FILE)
-        # the run's callbacks draw the same test figures; checkpointing has nothing to save
-        parts = assemble(task, RunContext.of(cfg.hydra), testing=True)
-        checkpoint = checkpoints.load(ckpt)
-        checkpoints.check_compatible(parts.module, checkpoint, ckpt)
-        parts.module.load_state_dict(checkpoint["state_dict"])
-        parts.module.test_prefix = "test_last" if last else "test"
-        metrics = dict(parts.trainer.test(parts.module, datamodule=parts.datamodule,
-                                          verbose=False)[0])
-        for callback in parts.trainer.callbacks:
-            metrics.update(getattr(callback, "run_metrics", None) or {})
-        metrics["checkpoint_epoch"] = checkpoint.get("epoch")
+        OmegaConf.save(loaded.task, out / runs.CONFIG_FILE)
+        OmegaConf.save(OmegaConf.create(loaded.overrides), out / runs.OVERRIDES_FILE)
+        parts = loaded.parts
+        with parts.module.tested_as("test_last" if last else "test"):
+            metrics = dict(parts.trainer.test(parts.module, datamodule=parts.datamodule,
+                                              verbose=False)[0])
+        for each in parts.extensions:  # per-class results (runs/extension.py)
+            metrics.update(each.results())
+        metrics["checkpoint_epoch"] = loaded.epoch
         record.finish(metrics)
     return metrics, out
 
@@ -84,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     from resnet_exp import console
 
     rows = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    console.print_summary(f"{args.run_dir}: {'last' if args.last else 'best'} checkpoint", rows)
-    print(f"eval folder: {out}")  # whole, where a table cell would cut it
+    console.print_summary(f"{args.run_dir.name}: {'last' if args.last else 'best'} checkpoint",
+                          rows, {"eval folder": out})
     return 0
 
 

@@ -45,16 +45,35 @@ def render(fig: Figure) -> np.ndarray:
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def save(fig: Figure, path: Path | str | None, writer=None, tag: str = "", step: int = 0) -> None:
-    """Write the figure as a PNG at `path` and/or as image `tag` of a TensorBoard SummaryWriter."""
+def save(fig: Figure, path: Path | str | None, writer=None, tag: str = "", step: int = 0,
+         dpi: float | None = None, vector: bool = False) -> None:
+    """Write the figure as a PNG at `path` and/or as image `tag` of a TensorBoard SummaryWriter;
+    `dpi` renders it at that resolution instead of DPI, `vector` also writes it as PDF and SVG
+    beside the PNG (same name, other suffix)."""
+    if dpi is not None:
+        fig.set_dpi(dpi)
     pixels = render(fig)
     if path is not None:
         from PIL import Image
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(path)
+        Image.fromarray(pixels).save(path, dpi=(fig.dpi, fig.dpi))
+        if vector:
+            save_vector(fig, Path(path))
     if writer is not None:
         writer.add_image(tag, pixels, step, dataformats="HWC")
+
+
+def save_vector(fig: Figure, path: Path) -> None:
+    """The figure as `path`.pdf and `path`.svg, for a paper: text kept as text, in TrueType
+    (Type 42) fonts in the PDF, since publishers' checks (IEEE PDF eXpress, ACM's TAPS) refuse
+    the Type 3 fonts matplotlib embeds by default; no creation date, so the same figure gives
+    the same bytes."""
+    from matplotlib import rc_context
+
+    with rc_context({"pdf.fonttype": 42, "svg.fonttype": "none", "svg.hashsalt": "report"}):
+        fig.savefig(path.with_suffix(".pdf"), metadata={"CreationDate": None})
+        fig.savefig(path.with_suffix(".svg"), metadata={"Date": None})
 
 
 def displayable(x, mean: Sequence[float] | None = None,
@@ -96,12 +115,13 @@ def tile(ax, images: np.ndarray, cols: int, titles: Sequence[str] = (),
     ax.set_axis_off()
 
 
-# -- gradient flow (seed 003) ---------------------------------------------------------------------
+# -- gradient flow (Arenas López's VGG study) -----------------------------------------------------
 
 def draw_gradient_flow(ax, layers: Sequence[str], epochs: Mapping[int, Sequence[float]],
                        title: str = "Gradient flow") -> None:
-    """Seed 003's plot: x the weight layers in depth order, y the average absolute gradient on a
-    log scale, one line per epoch (early epochs light, late ones dark)."""
+    """Arenas López's plot (docs/studies.md#sources): x the weight layers in depth order, y the
+    average absolute gradient on a log scale, one line per epoch (early epochs light, late ones
+    dark)."""
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"]
@@ -144,7 +164,7 @@ def gradient_flows(panels: Mapping[str, tuple[Sequence[str], Mapping[int, Sequen
     return fig
 
 
-# -- test-time figures (seed 002) -----------------------------------------------------------------
+# -- test-time figures (Khalaf's ResNet-56) -------------------------------------------------------
 
 def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], title: str) -> Figure:
     """Counts, true class down, predicted across; the numbers are written up to 20 classes."""
@@ -199,20 +219,32 @@ def augmented(original: np.ndarray, draws: Sequence[np.ndarray], title: str) -> 
 Series = tuple[Sequence[float], Sequence[float], Sequence[float] | None]  # x, mean, std (or None)
 
 
-def curves(panels: Mapping[str, Mapping[str, Series]], xlabel: str = "epoch") -> Figure:
-    """One panel per metric, one line per configuration (mean over seeds, band of +-1 std)."""
+def curves(panels: Mapping[str, Mapping[str, Series]], xlabel: str = "epoch",
+           log_y: Sequence[str] = ()) -> Figure:
+    """One panel per metric, one line per configuration (mean over seeds, band of +-1 std);
+    the panels named in `log_y` (losses) on a log scale where their values are positive."""
     n = len(panels)
     cols = min(n, 2)
     rows = math.ceil(n / cols)
     fig, axes = new_figure(6 * cols, 3.8 * rows, nrows=rows, ncols=cols)
     for ax, (metric, lines) in zip(axes.flat, panels.items(), strict=False):
+        log = metric in log_y and all(np.min(mean) > 0 for _, mean, _ in lines.values())
         for label, (x, mean, std) in lines.items():
             marker = "o" if len(x) <= 20 else None  # a short run's few points stay visible
             (line,) = ax.plot(x, mean, lw=1.3, marker=marker, ms=3, label=plain(label))
             if std is not None:
                 lo, hi = np.subtract(mean, std), np.add(mean, std)
+                if log:  # a band reaching 0 or below would stretch the axis down to 1e-300
+                    lo = np.maximum(lo, np.asarray(mean) / 10)
                 ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
-        ax.set_title(plain(metric))
+        if log:  # labelled as numbers (2.31, not 2.31x10^0), minor ticks too over a decade
+            from matplotlib.ticker import LogFormatter
+
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+            ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False,
+                                                      minor_thresholds=(2, 0.5)))
+        ax.set_title(plain(metric) + (" (log scale)" if log else ""))
         ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
         if 0 < len(lines) <= 12:

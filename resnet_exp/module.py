@@ -1,66 +1,23 @@
-"""The LightningModule every study trains: cross-entropy, accuracy, optimizer and schedule."""
+"""The LightningModule every study trains: its training, validation and test steps, and what they
+log. What it uses has a home of its own: the loss and accuracy sums (metrics.py), the weights'
+moving average (ema.py), the optimizer's parameter groups (param_groups.py), the memory layout
+(speed.ChannelsLast); augmentation and batch mixing happen in the data module."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torchmetrics import MeanMetric, Metric
-from torchmetrics.classification import MulticlassAccuracy
 
 from resnet_exp.ema import EMA
-from resnet_exp.speed import channels_last_pays
+from resnet_exp.metrics import StageMetrics, epoch_metrics
+from resnet_exp.param_groups import ParamGroups
+from resnet_exp.speed import ChannelsLast
 
 STAGES = ("train", "val", "test")
-
-
-def parameter_groups(model: nn.Module, weight_decay_bn_bias: bool) -> list[dict]:
-    """One group, or two with the BN and bias parameters kept out of weight decay.
-
-    Decaying BN scales and biases only shrinks them for no regularisation benefit
-    (Goyal et al. 2017, arXiv 1706.02677, sec 5.1; torchvision's `--norm-weight-decay 0`).
-    """
-    if weight_decay_bn_bias:
-        return split_by_lr_scale([{"params": [p for p in model.parameters() if p.requires_grad]}])
-    decay, no_decay = [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if not p.requires_grad:
-                continue
-            is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm,
-                                          nn.LayerNorm))
-            (no_decay if is_norm or name == "bias" else decay).append(p)
-    return split_by_lr_scale([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
-
-
-def split_by_lr_scale(groups: list[dict]) -> list[dict]:
-    """Split each group by its parameters' `lr_scale` attribute (set by models/transfer.py: a
-    fine-tuned backbone learns slower than its new head); a split-off group carries `lr_scale`,
-    which `Classifier.configure_optimizers` multiplies into the optimizer's lr."""
-    split = []
-    for group in groups:
-        by_scale: dict[float, list] = {}
-        for p in group["params"]:
-            by_scale.setdefault(getattr(p, "lr_scale", 1.0), []).append(p)
-        split += [group | {"params": params} | ({"lr_scale": scale} if scale != 1.0 else {})
-                  for scale, params in by_scale.items()] or [group]
-    return split
-
-
-def count_parameters(model: nn.Module) -> dict[str, int]:
-    return {
-        "params/total": sum(p.numel() for p in model.parameters()),
-        "params/trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-    }
-
-
-def epoch_metrics(trainer: pl.Trainer) -> dict[str, float]:
-    """The train/val metrics logged for the last epoch, keyed as metrics.json's `final/*`."""
-    return {f"final/{key.removesuffix('_epoch')}": float(value)
-            for key, value in trainer.logged_metrics.items()
-            if key.startswith(("train/", "val/")) and not key.endswith("_step")}
 
 
 class Classifier(pl.LightningModule):
@@ -70,9 +27,9 @@ class Classifier(pl.LightningModule):
     the loss takes them as they are and train/acc counts a prediction of the label with the
     larger share as right (validation and test are never mixed).
 
-    `optimizer` is a partial taking the parameter groups; `scheduler` is Lightning's scheduler
-    dict (`interval`, `frequency`, `monitor`) whose `scheduler` entry is a partial taking the
-    optimizer, or None.
+    `optimizer` is a partial taking the parameter groups, which `param_groups` makes (default:
+    one group); `scheduler` is Lightning's scheduler dict (`interval`, `frequency`, `monitor`)
+    whose `scheduler` entry is a partial taking the optimizer, or None.
     """
 
     def __init__(
@@ -82,7 +39,7 @@ class Classifier(pl.LightningModule):
         optimizer: Callable[[Iterable], torch.optim.Optimizer],
         scheduler: dict | None = None,
         label_smoothing: float = 0.0,
-        weight_decay_bn_bias: bool = True,
+        param_groups: ParamGroups | None = None,
         channels_last: bool | str = "auto",
         compile: bool | str = False,
         ema_decay: float | None = None,
@@ -91,96 +48,82 @@ class Classifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.model = model
-        # the weights' moving average, evaluated beside them (resnet_exp/ema.py); copied before
-        # the network is compiled or laid out
-        self.ema = (EMA(model, ema_decay, num_classes, ema_every_n_steps, ema_warmup_steps)
+        # the weights' moving average, evaluated beside them; copied before the network is
+        # compiled or laid out
+        self.ema = (EMA(model, ema_decay, ema_every_n_steps, ema_warmup_steps)
                     if ema_decay is not None else None)
-        # channels_last and compile: speed options, measured in resnet_exp/speed.py's docstring;
-        # "auto" is decided in setup, once the device and precision are known
-        self.channels_last = channels_last
-        self.nhwc = False
+        # channels_last and compile: speed options, measured in docs/speed.md; "auto" is
+        # decided in setup, once the device and precision are known
+        self.layout = ChannelsLast(channels_last)
         if channels_last is True:
-            self.use_channels_last(torch.device("cpu"), "32-true")
+            self.layout.lay_out(torch.device("cpu"), "32-true", *self._weights())
         if compile:
             # in place: the state dict keeps its keys, so checkpoints load with or without it
             model.compile(**({"mode": compile} if isinstance(compile, str) else {}))
         self.optimizer = optimizer
         self.scheduler = scheduler
-        self.weight_decay_bn_bias = weight_decay_bn_bias
+        self.param_groups = param_groups or ParamGroups()
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        # The prefix of test metrics: train.py tests the best checkpoint as "test" and the last
-        # one as "test_last", so both land in the logs under their own names.
-        self.test_prefix = "test"
-        topk = {"acc": 1, "acc_top5": 5} if num_classes >= 10 else {"acc": 1}
+        # not top-5 of the training batches: a curve no study reads, for a top-k per step
+        top5 = (1, 5) if num_classes >= 10 else (1,)
         # Keyed "<stage>_metrics": nn.Module already has an attribute named `train`.
-        self.metrics = nn.ModuleDict(
-            {
-                f"{stage}_metrics": nn.ModuleDict(
-                    {
-                        # validate_args=False: the label checks read values back from the
-                        # device, a host-device sync on every step
-                        name: MulticlassAccuracy(num_classes, top_k=k, average="micro",
-                                                 validate_args=False)
-                        for name, k in topk.items()
-                        # not top-5 of the training batches: 0.12 ms of each 20 ms step of the
-                        # default run here, for a curve no study reads
-                        if stage != "train" or k == 1
-                    }
-                )
-                for stage in STAGES
-            }
-        )
-        # the mean loss of each stage's epoch, accumulated on the device ("disable": the NaN
-        # check would read the value back every step)
-        self.losses = nn.ModuleDict({f"{s}_loss": MeanMetric(nan_strategy="disable")
-                                     for s in STAGES})
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": StageMetrics((1,) if stage == "train"
+                                                                        else top5)
+                                      for stage in STAGES})
+        self._test_prefix = "test"
         self._resumed_sums: dict | None = None  # from a checkpoint, until the next batch starts
         self._train_epoch_state = "running"  # then "done" (last batch), "logged" (see below)
 
-    def use_channels_last(self, device: torch.device, precision: str) -> bool:
-        """Resolve `channels_last` for this device and precision (speed.channels_last_pays) and
-        lay the weights out so; whether NHWC is used."""
-        self.nhwc = (self.channels_last is True or self.channels_last == "auto"
-                     and channels_last_pays(device, precision))
-        if self.nhwc:
-            self.model.to(memory_format=torch.channels_last)
-            if self.ema is not None:
-                self.ema.to(memory_format=torch.channels_last)
-        return self.nhwc
+    def __setattr__(self, name: str, value) -> None:
+        # Lightning (2.6, trainer/call.py) sets this string before and after every hook it calls,
+        # ~50 times a training step; nn.Module's __setattr__ first looks the name up among
+        # parameters, buffers and submodules (1.4 us against 0.1 us: docs/speed.md).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def _weights(self) -> list[nn.Module]:
+        return [self.model, *([self.ema] if self.ema is not None else [])]
 
     def setup(self, stage: str) -> None:
-        if self.channels_last == "auto":
-            self.use_channels_last(self.trainer.strategy.root_device, str(self.trainer.precision))
+        if self.layout.setting == "auto":
+            self.layout.lay_out(self.trainer.strategy.root_device, str(self.trainer.precision),
+                                *self._weights())
 
-    def laid_out(self, x: torch.Tensor) -> torch.Tensor:
-        """A batch in the weights' memory layout (NHWC when `nhwc`)."""
-        return x.contiguous(memory_format=torch.channels_last) if self.nhwc and x.dim() == 4 else x
+    @property
+    def test_prefix(self) -> str:
+        """What the test's results are logged as: "test", or as `tested_as` says."""
+        return self._test_prefix
+
+    @contextmanager
+    def tested_as(self, prefix: str) -> Iterator[None]:
+        """Log the tests run inside the block as `<prefix>/acc`, ... (train.fit_and_test tests
+        the best checkpoint as "test", the last one as "test_last")."""
+        before, self._test_prefix = self._test_prefix, prefix
+        try:
+            yield
+        finally:
+            self._test_prefix = before
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.laid_out(x))
+        return self.model(self.layout(x))
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> dict:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)  # y: labels, or mixup/CutMix's soft targets (N x C)
-        if y.dim() == 2:  # train/acc of a mixed batch: against each image's dominant label
-            y = y.argmax(1)
+        labels = y.argmax(1) if y.dim() == 2 else y  # a mixed image counts as its dominant label
         if self.ema is not None and stage != "train":
-            self.ema.evaluate(stage, self.laid_out(x), y, self.criterion)
+            self.ema.evaluate(stage, self.layout(x), labels, self.criterion)
         # Loss and accuracy accumulate on the device and are logged once per epoch
         # (_log_epoch); the step loss only on the steps Lightning writes to the logger. Logged
-        # on every step, with the loss in the progress bar, they cost a host-device sync per
-        # step on a GPU and 0.4 ms per step here (the default run went from 0.91 to 0.93 of a
-        # bare loop's speed, with train top-5 dropped: scripts/bench.py).
-        # one value per image (a view), weighting the batch by its size: MeanMetric's weight
-        # argument is ignored with nan_strategy="disable" (torchmetrics 1.9, aggregation.py)
-        self.losses[f"{stage}_loss"].update(loss.detach().expand(len(y)))
-        for metric in self.metrics[f"{stage}_metrics"].values():
-            metric.update(logits.detach(), y)
+        # on every step, with the loss in the progress bar, they would cost a host-device sync
+        # per step on a GPU (docs/speed.md).
+        self.metrics[f"{stage}_metrics"].add(loss, logits, labels)
         if stage == "train" and self._logs_this_step():
             self.log("train/loss_step", loss, on_step=True, on_epoch=False)
-        # the logits reach callbacks' on_*_batch_end (perclass.py) without a second forward pass
-        return {"loss": loss, "logits": logits.detach()}
+        return loss, logits
 
     def _logs_this_step(self) -> bool:
         # Lightning writes step metrics when (optimizer steps + 1) % log_every_n_steps == 0
@@ -192,11 +135,10 @@ class Classifier(pl.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         prefix = self.test_prefix if stage == "test" else stage
-        # train/loss, val/loss, test/loss: one name per stage (runs before 2026-11 logged the
-        # train epoch loss as train/loss_epoch; runs/compare.py reads both)
-        self.log(f"{prefix}/loss", self.losses[f"{stage}_loss"], prog_bar=True)
+        # train/loss, val/loss, test/loss: one name per stage (runs/migrate.py and
+        # runs/compare.py also read the train/loss_epoch of older run folders)
         for name, metric in self.metrics[f"{stage}_metrics"].items():
-            self.log(f"{prefix}/{name}", metric, prog_bar=name == "acc")
+            self.log(f"{prefix}/{name}", metric, prog_bar=name in ("loss", "acc"))
         if self.ema is not None and stage != "train":
             for name, metric in self.ema.stage_metrics[stage].items():
                 self.log(f"{prefix}/{name}_ema", metric)
@@ -229,15 +171,10 @@ class Classifier(pl.LightningModule):
 
     # -- the epoch in progress, carried by a checkpoint written mid-epoch (on SIGTERM) ----------
 
-    def _train_accumulators(self) -> dict[str, Metric]:
-        return {"loss": self.losses["train_loss"], **self.metrics["train_metrics"]}
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the partial sums of train/loss and train/acc; torchmetrics keeps them out of
         # state_dict, which also serves evaluation and fine-tuning
-        checkpoint["train_epoch_sums"] = {
-            name: dict(metric.metric_state) for name, metric in self._train_accumulators().items()
-        }
+        checkpoint["train_epoch_sums"] = self.metrics["train_metrics"].partial_sums()
         # the last epoch's train/val numbers: final/* of a run resumed after its last epoch
         checkpoint["epoch_metrics"] = epoch_metrics(self.trainer)
 
@@ -245,15 +182,13 @@ class Classifier(pl.LightningModule):
         self._resumed_sums = checkpoint.get("train_epoch_sums")
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self._resumed_sums is None:  # every step but a resumed epoch's first
+            return
         sums, self._resumed_sums = self._resumed_sums, None
         # batch 0: an epoch-end checkpoint, the epoch starts afresh; under DDP the sums are rank
         # 0's alone, and each rank would add them again
-        if sums is None or batch_idx == 0 or self.trainer.world_size > 1:
-            return
-        for name, metric in self._train_accumulators().items():
-            for state, value in sums[name].items():
-                setattr(metric, state, value.to(self.device))
-            metric._update_count = batch_idx  # compute() warns on metrics never updated
+        if batch_idx > 0 and self.trainer.world_size == 1:
+            self.metrics["train_metrics"].resume(sums)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -262,18 +197,18 @@ class Classifier(pl.LightningModule):
         self._log_epoch("test")
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        return self._step(batch, "train")[0]
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        return self._step(batch, "test")
+        loss, logits = self._step(batch, "test")
+        # the logits reach callbacks' on_test_batch_end (perclass.py) without a second forward
+        return {"loss": loss, "logits": logits.detach()}
 
     def configure_optimizers(self):
-        optimizer = self.optimizer(parameter_groups(self.model, self.weight_decay_bn_bias))
-        for group in optimizer.param_groups:  # before the scheduler records its initial_lr
-            group["lr"] *= group.get("lr_scale", 1.0)
+        optimizer = self.param_groups.optimizer(self.optimizer, self.model)
         lr_scheduler = {"interval": "epoch", **(self.scheduler or {})}
         make = lr_scheduler.get("scheduler")
         # A constant rate is a scheduler too: LearningRateMonitor then logs it as "lr" (the

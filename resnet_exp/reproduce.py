@@ -1,9 +1,9 @@
 """`python -m resnet_exp.reproduce RUN_DIR [overrides] [--trust]`: run a finished run again.
 
-Replays the run's saved overrides (runs/replay.py: allow-list, drift warning) plus any given, as
-a new run in a new folder whose run.json records `reproduces: RUN_DIR`, then prints its final
-metrics beside the original's. With `deterministic=true` a CPU run reproduces every metric exactly
-(tests/test_reproduce.py); the time/* entries measure the machine, not the run.
+Replays the run's saved overrides (runs/replay.py: older layouts, allow-list, drift warning) plus
+any given, as a new run in a new folder whose run.json records `reproduces: RUN_DIR`, then prints
+its final metrics beside the original's. With `deterministic=true` a CPU run reproduces every
+metric exactly (tests/test_reproduce.py); the time/* entries measure the machine, not the run.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import math
 import sys
 from pathlib import Path
 
-from resnet_exp import runs
 from resnet_exp.console import command
-from resnet_exp.runs import read
+from resnet_exp.runs import migrate, read
 from resnet_exp.runs.replay import replay
 
 IGNORED_PREFIXES = ("time/",)  # wall-clock measurements differ between any two runs
@@ -23,12 +22,16 @@ IGNORED_PREFIXES = ("time/",)  # wall-clock measurements differ between any two 
 
 def compare(original: dict, new: dict) -> tuple[list[tuple[str, object, object, str]], int]:
     """Rows (metric, original, new, difference) over the scalar metrics of either run, and the
-    number of differing ones, time/* aside."""
+    number of differing ones, time/* aside. A metric only the new run has is `new`, not a
+    difference: the code that reproduces records more than the run's own did (an older run)."""
     rows, differ = [], 0
     for key in [k for k in original if k in new] + [k for k in new if k not in original] + [
             k for k in original if k not in new]:
         a, b = original.get(key), new.get(key)
         if isinstance(a, dict) or isinstance(b, dict):
+            continue
+        if key not in original:
+            rows.append((key, a, b, "new"))
             continue
         if isinstance(a, (int, float)) and isinstance(b, (int, float)):
             same = a == b or (math.isnan(a) and math.isnan(b))
@@ -53,10 +56,10 @@ def print_comparison(run_dir: Path, new_dir: Path, original: dict, new: dict) ->
                             ("reproduced", "right"), ("difference", "right")):
         table.add_column(column, justify=justify)
     for key, a, b, diff in rows:
-        style = None if diff == "=" or key.startswith(IGNORED_PREFIXES) else "bold red"
+        style = None if diff in ("=", "new") or key.startswith(IGNORED_PREFIXES) else "bold red"
         table.add_row(literal(key), _fmt(a), _fmt(b), diff, style=style)
     console.print(table)
-    compared = sum(not k.startswith(IGNORED_PREFIXES) for k, *_ in rows)
+    compared = sum(not k.startswith(IGNORED_PREFIXES) and diff != "new" for k, _, _, diff in rows)
     verdict = (f"identical: all {compared} metrics (time/* aside)" if differ == 0
                else f"{differ} of {compared} metrics differ")
     console.print(f"{verdict}; new run: {literal(new_dir)}")
@@ -67,14 +70,20 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def reproduce(run_dir: Path, overrides: list[str], trust: bool = False) -> tuple[Path, dict]:
-    """Run RUN_DIR's config again as a new run; returns its folder and metrics."""
+def reproduce(run_dir: Path, overrides: list[str],
+              trust: bool = False) -> tuple[Path, dict, dict]:
+    """Run RUN_DIR's config again as a new run; returns its folder, its metrics and the
+    original's ({} for a run that did not finish: a note says so before the new one starts)."""
     from resnet_exp.api import run
 
     run_dir = Path(run_dir).resolve()
-    replayed, _ = replay(run_dir, overrides, trust)
+    replayed, _ = replay(run_dir, overrides, trust)  # a refused or unreadable folder: nothing runs
+    original = migrate.read_metrics(run_dir)
+    if not original:
+        print(f"note: {run_dir} has no metrics.json (status: {read.run_status(run_dir)}): "
+              "nothing to compare with", file=sys.stderr)
     new = run(replayed, note={"reproduces": str(run_dir)})
-    return new.dir, new.metrics
+    return new.dir, new.metrics, original
 
 
 @command
@@ -87,13 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust", action="store_true",
                         help="accept _target_ entries outside the allow-list (runs/trust.py)")
     args = parser.parse_intermixed_args(argv)
-    read.load_config(args.run_dir)
-    metrics_file = args.run_dir / runs.METRICS_FILE
-    original = read.read_json(metrics_file) if metrics_file.is_file() else {}
-    if not original:
-        print(f"note: {args.run_dir} has no metrics.json (status: "
-              f"{read.run_status(args.run_dir)}): nothing to compare with", file=sys.stderr)
-    new_dir, metrics = reproduce(args.run_dir, args.overrides, trust=args.trust)
+    new_dir, metrics, original = reproduce(args.run_dir, args.overrides, trust=args.trust)
     if original:
         print_comparison(args.run_dir, new_dir, original, metrics)
     return 0

@@ -100,6 +100,16 @@ def _declared(target) -> tuple[dict, frozenset]:
         return {}, frozenset()
 
 
+def _not_bool(kind: type):
+    return lambda value: isinstance(value, kind) and not isinstance(value, bool)
+
+
+# what a config value of each scalar annotation may be (an int is a float; a bool is no number)
+_SCALARS = {bool: lambda value: isinstance(value, bool), int: _not_bool(int),
+            float: _not_bool(int | float), str: lambda value: isinstance(value, str),
+            type(None): lambda value: value is None}
+
+
 def _fits(value, hint) -> bool:
     origin = typing.get_origin(hint)
     if hint is typing.Any:
@@ -108,27 +118,22 @@ def _fits(value, hint) -> bool:
         return any(_fits(value, arm) for arm in typing.get_args(hint))
     if origin is typing.Literal:
         return value in typing.get_args(hint)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint in (str, type(None)):
-        return isinstance(value, hint)
-    container = origin or hint
+    if hint in _SCALARS:
+        return _SCALARS[hint](value)
+    return _fits_class(value, hint, origin or hint)
+
+
+def _fits_class(value, hint, container) -> bool:
     if not isinstance(container, type):
         return True  # a callable, a type variable: not checkable from a config value
     if issubclass(container, Mapping):
         return OmegaConf.is_dict(value)
+    if issubclass(container, str | os.PathLike):
+        return isinstance(value, str)
     if issubclass(container, Sequence):
-        if container is str:
-            return isinstance(value, str)
         items = [arm for arm in typing.get_args(hint) if arm is not Ellipsis]
         return OmegaConf.is_list(value) and (
             len(items) != 1 or all(_fits(item, items[0]) for item in value))
-    if issubclass(container, os.PathLike):
-        return isinstance(value, str)
     # another class (Augmentation, a Tensor): a node to instantiate or a list, never a scalar
     return not isinstance(value, str | int | float | bool)
 

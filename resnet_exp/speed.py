@@ -38,6 +38,29 @@ def channels_last_pays(device: torch.device, precision: str) -> bool:
     return device.type == "cuda" and str(precision).split("-")[0] in HALF_TYPES
 
 
+class ChannelsLast:
+    """`module.channels_last` (true, false or "auto"): whether weights and batches are NHWC.
+    "auto" is decided by `lay_out` once the device and precision are known (Lightning's setup);
+    until then batches pass as they are."""
+
+    def __init__(self, setting: bool | str = "auto") -> None:
+        self.setting = setting
+        self.on = False
+
+    def lay_out(self, device: torch.device, precision: str, *modules: torch.nn.Module) -> bool:
+        """Decide for this device and precision and lay `modules` out so; whether NHWC is on."""
+        self.on = self.setting is True or (self.setting == "auto"
+                                           and channels_last_pays(device, precision))
+        if self.on:
+            for module in modules:
+                module.to(memory_format=torch.channels_last)
+        return self.on
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch in the weights' layout."""
+        return x.contiguous(memory_format=torch.channels_last) if self.on and x.dim() == 4 else x
+
+
 class SlowPrecisionWarning(UserWarning):
     """A run asked for a number format that this device emulates, slower than fp32."""
 

@@ -13,22 +13,21 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from resnet_exp import checkpoints, console, cpu_threads, distributed, runs, signatures, speed
 from resnet_exp.callbacks import ModelCheckpoint
 from resnet_exp.callbacks.guards import SIGINT_EXIT, SIGTERM_EXIT
-from resnet_exp.callbacks.pruning import OptunaPruning
 from resnet_exp.config import check_run_settings, override_key
 from resnet_exp.errors import UserError
-from resnet_exp.loggers import record_final as record_in_mlflow
-from resnet_exp.module import count_parameters, epoch_metrics
-from resnet_exp.runs import hparams, read, resume
+from resnet_exp.metrics import count_parameters, epoch_metrics
+from resnet_exp.runs import extension, hparams, read, resume
+from resnet_exp.runs.atomic import write_error
 from resnet_exp.runs.context import RunContext
-from resnet_exp.runs.record import RunRecord, lock, write_error
+from resnet_exp.runs.extension import Extension, Resumed, RunEnd, RunStart
+from resnet_exp.runs.record import RunRecord, lock
 
 
 def build(node: DictConfig, what: str, given: tuple[str, ...] = (), **kwargs):
@@ -86,7 +85,9 @@ def check_input_shape(model: torch.nn.Module, shape: tuple[int, ...], names: str
 
 @dataclass
 class Parts:
-    """Everything a run is made of, built from its config by `assemble`."""
+    """Everything a run is made of, built from its config by `assemble`; `extensions`: those of
+    its parts that plug into the run's moments (runs/extension.py), a logger record for each
+    plain Lightning logger."""
 
     datamodule: pl.LightningDataModule
     model: torch.nn.Module
@@ -94,16 +95,18 @@ class Parts:
     callbacks: list[pl.Callback]
     loggers: list
     trainer: pl.Trainer
+    extensions: list[Extension]
 
 
 def assemble(cfg: DictConfig, context: RunContext | None = None, resume_from: Path | None = None,
              testing: bool = False, extra_callbacks: tuple[pl.Callback, ...] = ()) -> Parts:
     """Build the parts of a run from `cfg`, checking each before any data is read: the model
-    must take the data's images, the optimizer its settings, a checkpoint to resume the model.
+    must take the data's images, the optimizer its settings, each extension the model (an
+    analysis its blocks), a checkpoint to resume the model.
 
-    `resume_from`: the last.ckpt a resumed run continues from (TensorBoard then hides what the
-    interrupted attempt logged after it). `testing`: for a test of a saved checkpoint, without
-    the checkpoint callback (nothing to save). `context`: the run's (runs/context.py)."""
+    `resume_from`: the last.ckpt a resumed run continues from. `testing`: for a test of a saved
+    checkpoint, without the checkpoint callback (nothing to save) and the analyses. `context`:
+    the run's (runs/context.py)."""
     context = context or RunContext()
     pl.seed_everything(cfg.seed, workers=True)
     choices, given = context.choices, context.overrides
@@ -117,19 +120,33 @@ def assemble(cfg: DictConfig, context: RunContext | None = None, resume_from: Pa
     module = build(cfg.module, "module", given, model=model, optimizer=optimizer,
                    scheduler=build(cfg.scheduler, "scheduler", given, _convert_="all"))
     callbacks = [build(c, "callbacks", given) for c in (cfg.get("callbacks") or {}).values() if c]
-    callbacks = [c for c in callbacks if c is not None]  # a builder's "off" (early_stopping)
-    if testing:
-        callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+    callbacks = [c for c in callbacks if c is not None  # a builder's "off" (early_stopping)
+                 and not (testing and isinstance(c, ModelCheckpoint))]
+    analysis = build(cfg.analysis, "analysis", given) if cfg.get("analysis") and not testing \
+        else None
     if not cfg.module.get("compile"):  # a compiled model would compile for the summary alone
         # the model summary's FLOPs and in/out sizes, from one image
         module.example_input_array = torch.zeros(1, cfg.data.in_channels, cfg.data.image_size,
                                                  cfg.data.image_size)
-    purge_step = checkpoints.resume_step(module, resume_from) if cfg.get("resume") else None
-    loggers = [build(lg, "logger", given, **resume.logger_kwargs(lg, purge_step, context.run_dir))
+    resumed = Resumed(context.run_dir, checkpoints.resume_step(module, resume_from)) \
+        if cfg.get("resume") else None
+    loggers = [build(lg, "logger", given, **extension.resume_arguments(_target(lg), resumed))
                for lg in (cfg.get("logger") or {}).values() if lg]
+    extensions = extension.extensions([*callbacks, *extra_callbacks, analysis], loggers)
+    for each in extensions:
+        each.check(model)
     trainer = build(cfg.trainer, "trainer", given, callbacks=[*callbacks, *extra_callbacks],
                     logger=loggers or False)
-    return Parts(datamodule, model, module, callbacks, loggers, trainer)
+    return Parts(datamodule, model, module, callbacks, loggers, trainer, extensions)
+
+
+def _target(node: DictConfig):
+    """The class or function a node's `_target_` names; None where it cannot be found (building
+    the node then says why)."""
+    try:
+        return get_object(str(node.get("_target_")))
+    except Exception:  # ImportError, AttributeError, ValueError: `build` reports it
+        return None
 
 
 def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None = None) -> dict:
@@ -140,7 +157,7 @@ def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except MisconfigurationException as e:
         raise UserError(f"Lightning refuses the configuration: {str(e).splitlines()[0]}") from e
-    except UserError:  # a write that failed says so already (record.WriteFailed is an OSError)
+    except UserError:  # a write that failed says so already (atomic.WriteFailed is an OSError)
         raise
     except OSError as e:  # a folder a logger or checkpoint was pointed at cannot be written
         raise write_error(Path(e.filename or "."), e) from e
@@ -156,38 +173,17 @@ def fit_and_test(trainer: pl.Trainer, module, datamodule, ckpt_path: Path | None
         best_path, last_path = checkpoint.best_model_path, checkpoint.last_model_path
         if checkpoint.best_model_score is not None:  # None: monitor=null keeps the last epoch
             metrics[f"{checkpoint.monitor}_best"] = float(checkpoint.best_model_score)
-        module.test_prefix = "test"
-        metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=best_path,
-                                    verbose=False, weights_only=True)[0])
-        module.test_prefix = "test_last"
-        metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=last_path,
-                                    verbose=False, weights_only=True)[0])
+        for prefix, path in (("test", best_path), ("test_last", last_path)):
+            with module.tested_as(prefix):
+                metrics.update(trainer.test(module, datamodule=datamodule, ckpt_path=path,
+                                            verbose=False, weights_only=True)[0])
         best = torch.load(best_path, map_location="cpu", weights_only=True)
-        metrics["best_epoch"] = best["epoch"]
+        metrics["best_epoch"] = best["epoch"] + 1  # counted from 1, as the console counts
     else:  # fast_dev_run and runs without checkpointing: the weights in hand are the result
         metrics.update(trainer.test(module, datamodule=datamodule, verbose=False)[0])
     metrics["epochs"] = trainer.current_epoch
     metrics["global_step"] = trainer.global_step
     return {k: float(v) if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
-
-
-def record_in_loggers(trainer: pl.Trainer, cfg: DictConfig, choices: dict, overrides,
-                      settings_extra: dict, metrics: dict, run_dir: Path) -> None:
-    """The run's settings and results, for each logger to compare runs by (HPARAMS)."""
-    params = hparams.settings(cfg, choices, overrides) | settings_extra
-    # the results not logged as scalars during the run
-    final = {k: metrics[k] for k in (f"{cfg.monitor}_best", "time/total_s", "time/compile_s")
-             if k in metrics}
-    for logger in trainer.loggers:
-        logger.log_metrics(final, step=trainer.global_step)
-        if isinstance(logger, TensorBoardLogger):
-            hparams.write(logger, params, hparams.first_settings(overrides),
-                          hparams.result_tags(metrics, cfg.monitor))
-        elif isinstance(logger, MLFlowLogger):
-            record_in_mlflow(logger, params, metrics, run_dir)
-        else:
-            logger.log_hyperparams(params)
-        logger.save()
 
 
 def train(cfg: DictConfig, context: RunContext) -> dict:
@@ -219,62 +215,82 @@ def _interrupted(error: BaseException, run_dir: Path, trainer, rank_zero: bool) 
 
 
 def _train(cfg: DictConfig, context: RunContext, rank_zero: bool, seen: dict) -> dict:
-    run_dir, choices = context.run_dir, dict(context.choices)
     resume_from = None
     if cfg.get("resume"):
-        if read.run_status(run_dir) in runs.ENDED:
-            return resume.finished(run_dir)  # its metrics and checkpoints stay as they are
+        if read.run_status(context.run_dir) in runs.ENDED:
+            return resume.finished(context.run_dir)  # its metrics and checkpoints stay as they are
         # last.ckpt, or None: start in the same folder
-        resume_from = resume.prepare(run_dir) if rank_zero else read.last_checkpoint(run_dir)
-    threads = cpu_threads.apply(cfg.get("cpu_threads", "auto"))
-    record = RunRecord(run_dir, write=rank_zero)
-    record.start(seed=cfg.seed, extra={"name": cfg.name, "tags": list(cfg.tags),
-                                        "overrides": list(context.overrides), **threads})
-    if rank_zero:
-        console.print_config(cfg, cfg.extras.print_config if "extras" in cfg else "auto", choices,
-                             context.overrides, context.multirun)
+        resume_from = (resume.prepare(context.run_dir) if rank_zero
+                       else read.last_checkpoint(context.run_dir))
+    record = _start_record(cfg, context, rank_zero)
     started = time.perf_counter()
     with record.recording():
-        pruning = OptunaPruning.for_this_job(cfg.monitor, context)  # a job of an Optuna search
-        parts = assemble(cfg, context, resume_from=resume_from,
-                         extra_callbacks=(pruning,) if pruning else ())
-        trainer, module, model = parts.trainer, parts.module, parts.model
-        seen["trainer"] = trainer
-        # after training, on the best checkpoint (resnet_exp/analyze.py); refused now if the
-        # model cannot have one of them
-        analyses = build(cfg.analysis, "analysis", context.overrides) if cfg.get(
-            "analysis") else None
-        if analyses is not None:
-            analyses.check(model)
+        parts = assemble(cfg, context, resume_from=resume_from)
+        trainer = seen["trainer"] = parts.trainer
         distributed.check_launch(trainer, multirun=context.multirun)
-        for logger in parts.loggers:  # resume= continues the same MLflow run
-            if isinstance(logger, MLFlowLogger) and rank_zero:
-                record.update(mlflow_run_id=logger.run_id)
         scale = distributed.batch_scale(trainer, cfg.data.batch_size)
         record.update(**scale)
+        for each in parts.extensions:
+            each.start(RunStart(context, record, rank_zero))
         speed.check_precision(trainer.precision, trainer.strategy.root_device)
-        compiled = speed.compile_seconds() if cfg.module.get("compile") else None
+        metrics = _fit_and_time(cfg, parts, resume_from, started)
+        end = _ended(cfg, context, parts, metrics, scale, rank_zero)
+        for each in parts.extensions:
+            each.finish(end)
+        for each in parts.extensions:  # nested results (perclass.py), after the flat settings
+            metrics.update(each.results())
+        record.finish(metrics, status=end.status)
+    if rank_zero:  # the run has ended whatever the work after it does
+        _after(cfg.name, parts.extensions, end, metrics)
+    return metrics
 
-        metrics = fit_and_test(trainer, module, parts.datamodule, ckpt_path=resume_from)
-        metrics.update(count_parameters(model))
-        metrics["time/total_s"] = time.perf_counter() - started
-        if compiled is not None:  # torch.compile's own time, part of time/total_s
-            metrics["time/compile_s"] = speed.compile_seconds() - compiled
-        record_in_loggers(trainer, cfg, choices, context.overrides,
-                          settings_extra=count_parameters(model)
-                          | {f"scale/{k}": v for k, v in scale.items()}, metrics=metrics,
-                          run_dir=run_dir)
-        for callback in trainer.callbacks:  # nested results (perclass.py), after the flat hparams
-            metrics.update(getattr(callback, "run_metrics", None) or {})
-        pruned = pruning is not None and pruning.pruned
-        record.finish(metrics, status=runs.PRUNED if pruned else "finished")
-    # the run is finished whatever they do; a pruned trial is abandoned: no use for them
-    if analyses is not None and rank_zero and not pruned:
-        analyses.after_training(run_dir, module, parts.datamodule)
+
+def _after(name: str, extensions: list[Extension], end: RunEnd, metrics: dict) -> None:
+    """The work after the run (analyses), then its summary: its numbers, and where it is."""
+    for each in extensions:
+        each.after(end)
     summary = {k: metrics[k] for k in ("test/acc", "test_last/acc", "best_epoch", "epochs")
                if k in metrics}
     summary["time"] = f"{metrics['time/total_s']:.1f} s"
-    summary["run folder"] = str(run_dir)
+    places = {"run folder": end.run_dir}
+    for each in extensions:
+        places.update(each.places())
+    console.print_summary(f"{name}: finished", summary, places)
+
+
+def _start_record(cfg: DictConfig, context: RunContext, rank_zero: bool) -> RunRecord:
+    """run.json, saying `running`, and the config printed."""
+    threads = cpu_threads.apply(cfg.get("cpu_threads", "auto"))
+    record = RunRecord(context.run_dir, write=rank_zero)
+    record.start(seed=cfg.seed, extra={"name": cfg.name, "tags": list(cfg.tags),
+                                        "overrides": list(context.overrides), **threads})
     if rank_zero:
-        console.print_summary(f"{cfg.name}: finished", summary)
+        console.print_config(cfg, cfg.extras.print_config if "extras" in cfg else "auto",
+                             dict(context.choices), context.overrides, context.multirun)
+    return record
+
+
+def _fit_and_time(cfg: DictConfig, parts: Parts, resume_from: Path | None,
+                  started: float) -> dict:
+    """fit_and_test's metrics, with the model's size and the run's time (torch.compile's own
+    time too, part of time/total_s)."""
+    compiled = speed.compile_seconds() if cfg.module.get("compile") else None
+    metrics = fit_and_test(parts.trainer, parts.module, parts.datamodule, ckpt_path=resume_from)
+    metrics.update(count_parameters(parts.model))
+    metrics["time/total_s"] = time.perf_counter() - started
+    if compiled is not None:
+        metrics["time/compile_s"] = speed.compile_seconds() - compiled
     return metrics
+
+
+def _ended(cfg: DictConfig, context: RunContext, parts: Parts, metrics: dict, scale: dict,
+           rank_zero: bool) -> RunEnd:
+    """The run as its extensions see it once tested: its settings, results and status."""
+    settings = (hparams.settings(cfg, dict(context.choices), context.overrides)
+                | count_parameters(parts.model) | {f"scale/{k}": v for k, v in scale.items()})
+    # the results not logged as scalars during the run
+    final = {k: metrics[k] for k in (f"{cfg.monitor}_best", "time/total_s", "time/compile_s")
+             if k in metrics}
+    status = next((s for s in (e.status() for e in parts.extensions) if s), "finished")
+    return RunEnd(context, cfg.monitor, settings, metrics, status, parts.trainer, parts.module,
+                  parts.datamodule, rank_zero, final)

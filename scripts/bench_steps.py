@@ -142,14 +142,14 @@ class Case:
         self.device = parts.trainer.strategy.root_device
         self.precision = str(parts.trainer.precision)
         # "auto" resolved as the run's setup hook resolves it
-        self.channels_last = parts.module.use_channels_last(self.device, self.precision)
+        self.channels_last = parts.module.layout.lay_out(self.device, self.precision, parts.model)
         # The bare loop's model from a second assemble call rather than hydra's instantiate or
         # a deepcopy: the same initial weights (assemble seeds first) and the same speed options
         # applied as a run applies them (the Classifier sets channels_last and compiles the
         # network in place; a deepcopy of a compiled network comes out uncompiled).
         # Its optimizer is the config's, from that module's optimizer factory.
         bare = assemble(cfg, testing=False)
-        bare.module.use_channels_last(self.device, self.precision)
+        bare.module.layout.lay_out(self.device, self.precision, bare.model)
         self.bare_model = bare.model.to(self.device)
         self.bare_optimizer = bare.module.optimizer(self.bare_model.parameters())
         self.batch_size = self.datamodule.batch_size

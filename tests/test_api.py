@@ -34,6 +34,11 @@ def test_a_run_in_this_process_is_the_command_lines_run(in_tmp):
     assert 0.0 <= run.metrics["test/acc"] <= 1.0
     assert list(OmegaConf.load(run.dir / runs.OVERRIDES_FILE)) == [
         "trainer=smoke", "callbacks=lean", "seed=3"]  # a run folder as the CLI writes it
+    # what the notebook logs after the run goes where it went before, not into the run's log
+    import logging
+
+    logging.getLogger("after_the_run").warning("logged after the run")
+    assert not any("logged after the run" in log.read_text() for log in run.dir.glob("*.log"))
 
     trained = resnet_exp.load_run(run.dir)
     assert trained.cfg.seed == 3 and trained.metrics["test/acc"] == run.metrics["test/acc"]

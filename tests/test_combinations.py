@@ -63,6 +63,32 @@ def _rendered(renderable) -> str:
     return out.export_text(styles=True)
 
 
+@pytest.mark.parametrize("width", [60, 80, 100, 200, None])  # None: piped to a file
+def test_a_run_summary_cuts_no_number_name_or_place_at_any_width(monkeypatch, width):
+    """The summary at the widths a terminal has, and piped: every metric name and value whole,
+    and each place (the run folder, an MLflow URL) whole on a line of its own, for copying."""
+    from rich.console import Console
+
+    from resnet_exp import console
+
+    out = io.StringIO()
+    monkeypatch.setattr(console, "console", Console(file=out, width=width or 80,
+                                                     force_terminal=width is not None,
+                                                     color_system=None))
+    folder = "/home/someone/projects/study/outputs/runs/2026-12-07_06-42-59_resnet20_digits"
+    url = "http://127.0.0.1:5000/#/experiments/1/runs/0123456789abcdef0123456789abcdef"
+    rows = {"test/acc": 0.965277, "test_last/acc_top5": 0.99312, "time": "61.2 s"}
+    console.print_summary("resnet20_digits: finished", rows,
+                          {"run folder": folder, "MLflow run": url})
+    text = out.getvalue()
+    lines = [line.strip() for line in text.splitlines()]
+    assert f"run folder: {folder}" in lines and f"MLflow run: {url}" in lines, text
+    assert "…" not in text
+    flat = "".join(line.strip("│┃ ") for line in lines)  # a folded cell reads on, line by line
+    for key, value in (("test/acc", "0.9653"), ("test_last/acc_top5", "0.9931")):
+        assert key in flat.replace(" ", "") and value in flat, text
+
+
 def test_a_table_prints_values_in_brackets_as_given():
     from rich.table import Table
     from rich.text import Text
@@ -102,10 +128,11 @@ def test_a_sweep_prints_a_bracketed_override_as_given(bracketed_sweep):
     folder = job_dirs(sweep)[0].name  # Hydra names it by the overrides, brackets and all
     assert "logger=[tensorboard,csv]" in folder, folder
     assert "overrides: trainer=smoke callbacks=lean logger=[tensorboard,csv]" in result.stdout
-    rows = _cells(result.stdout)
-    # the job's own summary ends with its folder; the sweep's table has the folder and the value
-    assert any(row[0] == "run folder" and row[1].endswith(folder) for row in rows), rows
-    (job,) = [row for row in rows if row[0] == folder]
+    # the job's own summary ends with its folder, whole on a line of its own; the sweep's
+    # table names the job by its number (runs/sweep_table.py) and shows the value as given
+    assert any(line.startswith("run folder: ") and line.endswith(folder)
+               for line in result.stdout.splitlines()), result.stdout[-3000:]
+    (job,) = [row for row in _cells(result.stdout) if row[0] == "0"]
     assert "[tensorboard,csv]" in job and "finished" in job, job
 
 
@@ -115,7 +142,7 @@ def test_the_report_prints_a_bracketed_value_as_given(bracketed_sweep, tmp_path)
     result = run_cli([str(sweep), "--no-figures", "--out", str(tmp_path / "report")], tmp_path,
                      module="resnet_exp.report")
     assert result.returncode == 0, result.stderr[-3000:]
-    labels = {row[0] for row in _cells(result.stdout)}  # the configurations differ in logger
+    labels = {row[1] for row in _cells(result.stdout)}  # row[0] is the row number (#)
     assert {"[tensorboard,csv]", "tensorboard"} <= labels, result.stdout[-3000:]
     assert "| [tensorboard,csv] |" in (tmp_path / "report" / "report.md").read_text()
 
@@ -165,3 +192,31 @@ def test_class_names_and_run_folders_print_as_given(tmp_path, capsys):
     print_comparison(Path("runs/[x]"), Path("new/[y]"), {"test/acc": 1.0}, {"test/acc": 1.0})
     out = capsys.readouterr().out
     assert "runs/[x]" in out and "new/[y]" in out
+
+
+@pytest.mark.parametrize(("max_epochs", "shown"), [(15, ["Epoch 1/15", "Epoch 15/15"]),
+                                                   (-1, ["Epoch 1", "Epoch 15"])])
+def test_the_terminal_bar_counts_epochs_from_one_as_the_lines_and_summary_do(max_epochs, shown):
+    from types import SimpleNamespace
+
+    from resnet_exp.callbacks.display import EpochBar
+
+    bar = EpochBar()
+    bar._trainer = SimpleNamespace(max_epochs=max_epochs)  # what the Trainer sets at setup
+    assert [bar._get_train_description(e).strip() for e in (0, 14)] == shown
+
+
+@pytest.mark.slow
+def test_the_default_run_fits_its_first_screen_and_says_nothing_twice(tmp_path):
+    """Piped, as a job's log: the group choices, then the training within 40 lines; none of
+    Lightning's set-up lines a CPU run cannot act on; the config tree only when asked for."""
+    result = run_cli(["trainer=smoke", "trainer.max_epochs=2"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (result.stdout + result.stderr).splitlines()
+    first_epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/2"))
+    assert first_epoch < 40, "\n".join(lines[:first_epoch + 1])
+    assert lines[0].startswith("config: data=digits") and "model=resnet20" in lines[0]
+    for note in ("GPU available: False", "TPU available", "Seed set to", "Restoring states",
+                 "Loaded model weights", "├── data"):
+        assert not any(note in line for line in lines), note
+    assert "run folder: " + str(single_run_dir(tmp_path)) in lines

@@ -27,11 +27,14 @@ def test_a_composed_config_describes_its_run(tmp_path):
 
 def test_a_search_jobs_sweeper_settings_reach_its_pruning_callback(tmp_path):
     from resnet_exp.callbacks.pruning import OptunaPruning
+    from resnet_exp.runs.extension import RunStart
 
     cfg = config.compose(["hparams_search=cifar_resnet"], tmp_path)
     context = RunContext.of(cfg.hydra)
     assert context.multirun and context.sweeper["study_name"] == "cifar_resnet"
     assert context.sweeper["storage"].endswith("/optuna.db")  # resolved, not ${hydra.sweep.dir}
     assert context.sweeper["trial"] is None  # the sweeper's own process: no trial, no pruning
-    assert OptunaPruning.for_this_job("val/acc", context) is None
-    assert OptunaPruning.for_this_job("val/acc", RunContext()) is None
+    for given in (context, RunContext()):
+        pruning = OptunaPruning("val/acc")
+        pruning.start(RunStart(given, record=None))
+        assert pruning.trial is None and pruning.status() is None

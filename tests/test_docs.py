@@ -6,27 +6,26 @@ Which commands: each line of a fenced code block that starts with `python -m res
 studies index).
 Placeholders are filled in: `<run>` and `<sweep>` name the finished smoke run and sweep below;
 any other `<...>` fails the test, since a reader could not fill it in either. Each command runs in
-bash, in a scratch folder that stands for the reader's checkout (`outputs/` relative to it),
-with this virtualenv's `python` first on PATH, so quoting, globs and `${VARS}` behave as typed.
+a scratch folder that stands for the reader's checkout (`outputs/` relative to it); all but the
+sweeps run in bash, with this virtualenv's `python` first on PATH, so quoting, globs and
+`${VARS}` behave as typed (a sweep's arguments are split as bash splits them, by shlex).
 
 How each kind runs, cheaply but as a user would:
 
 - A training command runs with `--cfg job` appended: Hydra composes the whole config from conf/,
   applying every override (a misspelt key or option fails as it would for the reader), prints it
   and trains nothing, so data that needs a download is never touched. `--help` runs as it is.
-- A sweep (`-m`) cannot take `--cfg job`: Hydra 1.3 stops with "Only one of --run, --multirun,
-  --cfg, --info and --shell_completion can be specified". So the test does what Hydra's basic
-  sweeper does before it launches anything: the sweep the composed config carries
-  (`hydra.sweeper.params`, where an experiment file keeps its own sweep), then the command line's
-  overrides, expanded by `BasicSweeper.split_arguments` into one override list per job; every job
-  is composed with the command's `hydra...` overrides through `resnet_exp.config.compose` (Hydra's
-  node kept, as a job has it) and resolved, interpolations and all. An Optuna search space is not
-  a list of jobs: its parameters are parsed with Hydra's override parser, as the Optuna sweeper
-  reads them. Then the first job goes through the real CLI with `--cfg job`, which also passes
-  `resume=true` through `__main__`. Launchers (joblib, SLURM) are composed, never started.
-- `python -m resnet_exp.eval`, `.reproduce`, `.report`, `.analyze` and `resume=<folder>` run for
-  real against a smoke run and a two-job smoke sweep made once for the module
-  (`trainer=smoke callbacks=lean`, a few CPU batches of the embedded digits). Marked slow.
+- A sweep (`-m`) cannot take `--cfg job` (Hydra 1.3: "Only one of --run, --multirun, --cfg,
+  --info and --shell_completion can be specified"), so it runs dry, in this process
+  (conftest.dry_sweep): Hydra's own `-m` path and the sweeper the composed config names expand
+  the command into jobs (an experiment's own `hydra.sweeper.params` included), and a stand-in
+  for the launcher composes every job, resolves it, interpolations and all, in its job folder
+  and passes it through the run's settings check, training nothing. A launcher the command names
+  (joblib, SLURM) is instantiated from its config, never started.
+- `python -m resnet_exp.eval`, `.reproduce`, `.report`, `.analyze`, `.runs` and `resume=<folder>`
+  run for real, in bash, against the shared smoke run and smoke sweep (conftest.SMOKE_RUN and
+  SMOKE_SWEEP: a few CPU batches of the embedded digits); an analysis on 16 test images
+  (`--images 16` appended: argparse's last value wins). Marked slow.
 
 Shell-only lines (`make`, `tensorboard`, `sbatch`, `optuna`, `python scripts/...`) are not run.
 """
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONF, ONE_THREAD, ROOT
+from conftest import CONF, ONE_THREAD, ROOT, dry_sweep
 
 from resnet_exp import runs
 from resnet_exp.runs import read
@@ -55,7 +54,8 @@ SWEEP = "2026-01-01_12-00-00"
 ABLATION = "2026-01-01_13-00-00"  # a tricks ablation's sweep (`--baseline trick=baseline`)
 PLACEHOLDERS = {"<run>": RUN, "<sweep>": SWEEP, "<ablation-sweep>": ABLATION}
 COMMAND = re.compile(r"^\s*(?:srun\s+)?((?:python -m resnet_exp\b|resnet-exp\b).*)$")
-REPLAYING = ("resnet_exp.eval", "resnet_exp.reproduce", "resnet_exp.report", "resnet_exp.analyze")
+REPLAYING = ("resnet_exp.eval", "resnet_exp.reproduce", "resnet_exp.report", "resnet_exp.analyze",
+             "resnet_exp.runs")
 
 
 def commands(path: Path) -> list[tuple[int, str]]:
@@ -82,10 +82,15 @@ def commands(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+# Its commands need the files its examples write: tests/test_extending.py writes them into a
+# folder and runs each command there.
+RUN_ELSEWHERE = (ROOT / "docs" / "extending.md",)
+
+
 def all_commands() -> list:
     seen, params = set(), []
     for path in DOCS:
-        for number, command in commands(path):
+        for number, command in commands(path) if path not in RUN_ELSEWHERE else ():
             if command not in seen:  # the README's studies index repeats docs/studies.md
                 seen.add(command)
                 params.append(pytest.param(command, id=f"{path.name}:{number}"))
@@ -141,35 +146,6 @@ def composed_job(stdout: str) -> dict:
     return cfg
 
 
-def sweep_jobs(args: list[str], scratch: Path) -> tuple[list[str], list[list[str]]]:
-    """(hydra overrides, one override list per job) of `python -m resnet_exp -m ARGS`, every job
-    composed and resolved on the way (see the module docstring)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    from resnet_exp.config import compose
-
-    parser = OverridesParser.create()
-    parsed = parser.parse_overrides([a for a in args if a not in ("-m", "--multirun")])
-    hydra = [o.input_line for o in parsed if o.is_hydra_override()]
-    task = [o for o in parsed if not o.is_hydra_override()]
-    try:
-        first = BasicSweeper.split_arguments(task, None)[0][0]
-        sweeper = compose(hydra + first, scratch).hydra.sweeper
-        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
-        if "optuna" in sweeper._target_.lower():
-            assert parser.parse_overrides(params)  # the search space, as the sweeper reads it
-            params = []
-        jobs = BasicSweeper.split_arguments(parser.parse_overrides(params) + task, None)[0]
-        for job in jobs:
-            OmegaConf.to_container(compose(hydra + job, scratch), resolve=True)
-    finally:
-        GlobalHydra.instance().clear()
-    return hydra, jobs
-
-
 @pytest.fixture(scope="module")
 def checkout(smoke_run, smoke_sweep, tmp_path_factory) -> Path:
     """A reader's folder holding a finished run and a finished sweep (copies of the shared ones,
@@ -201,25 +177,26 @@ def test_the_docs_show_commands_of_every_kind():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", QUICK)
-def test_command_composes(command, tmp_path):
+def test_command_composes(command, in_tmp):
     command = fill(command)
     if kind(command) == "sweep":
-        hydra, jobs = sweep_jobs(module_and_args(command)[1], tmp_path)
-        assert jobs
-        command = f"python -m resnet_exp {shlex.join(hydra + jobs[0])}"
+        assert dry_sweep(module_and_args(command)[1]), "the sweep has no job"
     elif kind(command) == "as_is":
-        check(bash(command, tmp_path), command)
+        check(bash(command, in_tmp), command)
         return
-    result = bash(f"{command} --cfg job", tmp_path)
-    check(result, command)
-    composed_job(result.stdout)
-    assert not (tmp_path / "outputs").exists(), "--cfg job must train nothing"
+    else:
+        result = bash(f"{command} --cfg job", in_tmp)
+        check(result, command)
+        composed_job(result.stdout)
+    assert not list(in_tmp.rglob("run.json")), "a command that composes must train nothing"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", REPLAYS)
 def test_command_runs_on_a_finished_run(command, checkout):
     command = fill(command)
+    if module_and_args(command)[0] == "resnet_exp.analyze":
+        command += " --images 16"  # as documented, on fewer images: the cost is per image
     check(bash(command, checkout, timeout=300), command)
 
 

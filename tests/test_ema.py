@@ -92,3 +92,12 @@ def test_a_resumed_run_ends_with_exactly_the_average_of_one_that_never_stopped(t
 def test_a_decay_outside_0_1_is_refused():
     with pytest.raises(UserError, match="between 0 and 1"):
         classifier(ema_decay=1.5)
+
+
+def test_a_module_with_an_average_pickles_as_ddp_spawn_sends_it_to_each_process():
+    import pickle
+
+    module = classifier(ema_decay=0.5)
+    copy = pickle.loads(pickle.dumps(module))
+    trainer(max_epochs=1).fit(copy, train_dataloaders=loader())
+    assert copy.ema.average.n_averaged.item() == 3  # 24 images, batches of 8: 3 updates

@@ -1,8 +1,8 @@
 """Every study in conf/experiment/ composes, states where it comes from, and runs end to end under
 `trainer=smoke` (STYLE.md, 3 and 11).
 
-The runs are in-process `train(cfg, RunContext.of(cfg.hydra))` calls on the composed config, the
-path the CLI takes after Hydra, so each costs seconds rather than a subprocess start. The studies'
+The runs are in-process `resnet_exp.run` calls (the Python API: the CLI's Hydra composition, run
+folder and records), so each costs seconds rather than a subprocess start. The studies'
 datasets (CIFAR-10/100, ImageNet, a cats-vs-dogs folder) are not available to the tests, so each run
 points `data` at tiny files written here in the real on-disk format (JPEG class folders, the
 ImageNet layout), or, for CIFAR-100, at `data=synthetic` with its 100 classes and 32x32 images.
@@ -17,30 +17,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF, compose_config, job_dirs, run_cli
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+from conftest import CONF, dry_sweep, job_dirs, run_cli
 from torchvision.io import write_jpeg
 
+import resnet_exp
 from resnet_exp import runs
+from resnet_exp.errors import UserError
 from resnet_exp.models.resnet import CifarResNet
 from resnet_exp.runs import read
-from resnet_exp.runs.context import RunContext
-from resnet_exp.train import train
 
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck"]
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on the shared 2-core machine, two OpenMP threads that spin-wait for
-    each other made a ResNet-56 step 10-30x slower than one thread (measured under load 9)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def image_folder(root: Path, splits: dict[str, int], classes: list[str], size: int) -> Path:
@@ -88,15 +76,11 @@ SMOKE = {
 
 def smoke_run(tmp_path: Path, experiment: str, *extra: str, **paths) -> dict:
     overrides = [o.format(**paths) for o in SMOKE[experiment]]
-    cfg = compose_config([f"experiment={experiment}", "trainer=smoke", *overrides, *extra],
-                         tmp_path)
-    try:
-        metrics = train(cfg, RunContext.of(cfg.hydra))
-    finally:
-        GlobalHydra.instance().clear()
-    assert read.read_json(tmp_path / runs.RUN_FILE)["status"] == "finished"
-    assert metrics["epochs"] == 1 and 0.0 <= metrics["test/acc"] <= 1.0
-    return metrics
+    run = resnet_exp.run([f"experiment={experiment}", "trainer=smoke", *overrides, *extra],
+                         output_dir=tmp_path)
+    assert run.status == read.read_json(tmp_path / runs.RUN_FILE)["status"] == "finished"
+    assert run.metrics["epochs"] == 1 and 0.0 <= run.metrics["test/acc"] <= 1.0
+    return run.metrics
 
 
 def test_every_experiment_has_a_smoke_run_here():
@@ -113,52 +97,50 @@ def test_experiment_header_names_command_source_and_cost(experiment):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_and_each_sweep_point_compose(compose_cfg, experiment):
-    """The whole sweep (hydra.sweeper.params) composes, every interpolation resolving."""
+def test_experiment_and_each_sweep_point_compose(compose_cfg, in_tmp, experiment):
+    """The whole sweep, as `-m experiment=<it>` expands its hydra.sweeper.params (Hydra's own
+    sweeper, dry: conftest.dry_sweep), composes with every interpolation resolved."""
     cfg = compose_cfg(f"experiment={experiment}")
     assert cfg.name and not cfg.name.startswith(f"{cfg.hydra.runtime.choices.model}_"
                                                  f"{cfg.hydra.runtime.choices.data}")
-    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    points = [[]]
-    for key, values in params.items():
-        points = [p + [f"{key}={v}"] for p in points for v in str(values).split(",")]
-    names = set()
-    for point in points:
-        cfg = compose_cfg(f"experiment={experiment}", *point)
-        resolved = OmegaConf.to_container(
-            OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
-        names.add(resolved["name"])
-    assert len(names) == len(points), "each sweep point gets its own run name"
+    jobs = dry_sweep(["-m", f"experiment={experiment}"])
+    names = {job["name"] for job in jobs}
+    assert len(names) == len(jobs), f"each sweep point gets its own run name: {sorted(names)}"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", [
+@pytest.mark.parametrize("experiment", [  # the blocks study: every job of its sweep, below
     "resnet56_cifar10_steplr", "he2016_resnet56_cifar10", "cifar10_resnet18_cutout",
-    "residual_vs_standard_blocks", "vgg_depth_sweep_cifar100", "cifar10_tricks_ablation",
+    "vgg_depth_sweep_cifar100", "cifar10_tricks_ablation",
 ])
 def test_cifar_studies_run_under_smoke(tmp_path, cifar_folder, experiment):
     smoke_run(tmp_path, experiment, cifar=cifar_folder)
 
 
-# the analyses on a handful of images, at the cheapest settings that still run each one
-ANALYSIS = ["analysis=all", "analysis.images=16", "analysis.draws=1", "analysis.points=3",
-            "analysis.grid=2", "analysis.iterations=2"]
+# the analyses on a handful of images, at the cheapest settings that still run each one (16
+# images took a ResNet-56 job 2x as long: the lesion alone is 55 forward passes)
+ANALYSIS = ["analysis=all", "analysis.images=4", "analysis.lesion.draws=1",
+            "analysis.landscape.points=3", "analysis.landscape.grid=2",
+            "analysis.sharpness.iterations=2"]
+
+
+@pytest.mark.parametrize("experiment", ["residual_vs_standard_blocks", "vgg_depth_sweep_cifar100"])
+def test_the_residual_studies_say_how_to_run_their_analyses(experiment):
+    text = (CONF / "experiment" / f"{experiment}.yaml").read_text().split("\ndefaults:")[0]
+    assert "analysis=all" in text, "the header says how to run the analyses"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", ["residual_vs_standard_blocks", "vgg_depth_sweep_cifar100"])
-def test_the_residual_studies_run_their_analyses_when_asked(tmp_path, cifar_folder, experiment):
+def test_the_vgg_study_runs_its_analyses_when_asked(tmp_path):
     """`analysis=all` runs the four analyses on the run's best checkpoint once it has finished:
-    their results in RUN_DIR/analysis/, which the report reads as analysis/<key>."""
+    their results in RUN_DIR/analysis/, which the report reads as analysis/<key> (the blocks
+    study's: every job of its sweep, below)."""
     import json
 
-    text = (CONF / "experiment" / f"{experiment}.yaml").read_text().split("\ndefaults:")[0]
-    assert "analysis=all" in text, "the header says how to run the analyses"
-    smoke_run(tmp_path, experiment, *ANALYSIS, cifar=cifar_folder)
-    # ResNet-56: 3 stages of 9 blocks; VGG38: 3 stages of 5 blocks and a downsampling one
-    blocks = 27 if experiment == "residual_vs_standard_blocks" else 18
+    smoke_run(tmp_path, "vgg_depth_sweep_cifar100", *ANALYSIS)
+    # VGG38: 3 stages of 5 blocks and a downsampling one
     lesion = json.loads((tmp_path / "analysis" / "lesion.json").read_text())
-    assert len(lesion["blocks"]) == blocks and lesion["images"] == 16
+    assert len(lesion["blocks"]) == 18 and lesion["images"] == 4
     assert len(json.loads((tmp_path / "analysis" / "landscape.json").read_text())["loss_2d"]) == 2
     for name in ("sharpness", "cka"):
         assert "summary" in json.loads((tmp_path / "analysis" / f"{name}.json").read_text())
@@ -167,16 +149,15 @@ def test_the_residual_studies_run_their_analyses_when_asked(tmp_path, cifar_fold
 
 @pytest.mark.slow
 def test_every_job_of_the_blocks_study_runs_every_analysis(tmp_path, cifar_folder):
-    """The whole sweep as its header runs it, a few batches a job: the block stack, ResNet-20 and
-    ResNet-56, each plain and residual, all finish with the four analyses, the stack's lesion
-    included (its blocks are those it declares, models/structure.py)."""
+    """The whole sweep as its header runs it (the command line: `-m`), a few batches a job, no
+    figures: the block stack, ResNet-20 and ResNet-56, each plain and residual, all finish with
+    the four analyses, the stack's lesion included (its blocks are those it declares,
+    models/structure.py)."""
     import json
-
-    from resnet_exp.analyze import ANALYSES
 
     overrides = [o.format(cifar=cifar_folder) for o in SMOKE["residual_vs_standard_blocks"]]
     result = run_cli(["-m", "experiment=residual_vs_standard_blocks", "trainer=smoke", *overrides,
-                      *ANALYSIS, "callbacks.progress_bar=null", "hydra.sweep.dir=sweep"],
+                      *ANALYSIS, "callbacks=lean", "hydra.sweep.dir=sweep"],
                      tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_dirs(tmp_path / "sweep")
@@ -185,21 +166,18 @@ def test_every_job_of_the_blocks_study_runs_every_analysis(tmp_path, cifar_folde
     for job in jobs:
         record = read.read_json(job / runs.RUN_FILE)
         assert record["status"] == "finished", (job.name, record.get("error"))
-        for name in ANALYSES:
+        for name in ("lesion", "landscape", "sharpness", "cka"):  # conf/analysis/all.yaml
             assert "summary" in json.loads((job / "analysis" / f"{name}.json").read_text())
         lesion = json.loads((job / "analysis" / "lesion.json").read_text())
         assert len(lesion["blocks"]) == blocks[read.read_choices(job)["model"]], job.name
+        landscape = json.loads((job / "analysis" / "landscape.json").read_text())
+        assert len(landscape["loss_2d"]) == 2, job.name  # analysis.landscape.grid=2
 
 
 def test_an_analysis_the_model_cannot_have_is_refused_before_training(tmp_path):
-    from resnet_exp.errors import UserError
-
-    cfg = compose_config(["model=baseline_cnn", "analysis=lesion", "trainer=smoke"], tmp_path)
-    try:
-        with pytest.raises(UserError, match="BaselineCNN has no residual-style blocks"):
-            train(cfg, RunContext.of(cfg.hydra))
-    finally:
-        GlobalHydra.instance().clear()
+    with pytest.raises(UserError, match="BaselineCNN has no residual-style blocks"):
+        resnet_exp.run(["model=baseline_cnn", "analysis=lesion", "trainer=smoke"],
+                       output_dir=tmp_path)
     assert not (tmp_path / runs.CHECKPOINT_DIR).exists()
     assert read.read_json(tmp_path / runs.RUN_FILE)["status"] == "failed"
 

@@ -67,8 +67,8 @@ def test_per_class_results_match_scikit_learn_and_are_computed_once(tmp_path):
     png = tmp_path / runs.FIGURES_DIR / "confusion_matrix.png"
     written = png.stat().st_mtime_ns
     # train.py's second test, of the last checkpoint: this callback sits it out
-    module.test_prefix = "test_last"
-    trainer.test(module, datamodule=dm, verbose=False)
+    with module.tested_as("test_last"):
+        trainer.test(module, datamodule=dm, verbose=False)
     assert png.stat().st_mtime_ns == written
     assert list(callback.run_metrics) == ["test/per_class"]
 

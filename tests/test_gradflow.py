@@ -66,7 +66,7 @@ def test_numbers_match_a_hand_computation(tmp_path):
         assert row["steps"] == "2" and row["epoch"] == "0"
 
     # every step (every_n_steps=1) in its own event file, tags in depth order
-    events = EventAccumulator(str(tmp_path / "tensorboard" / "gradient_flow")).Reload()
+    events = EventAccumulator(str(tmp_path / runs.GRADIENT_FLOW_EVENTS_DIR)).Reload()
     for i, name in enumerate(["1", "2"]):
         for kind, k in (("mean_abs", 0), ("l2_norm", 1)):
             logged = events.Scalars(f"gradient_flow/{kind}/{i:03d}_{name}")
@@ -108,9 +108,9 @@ def test_plain_vgg38_gradients_vanish_and_its_residual_bn_twin_s_do_not(vgg_twin
         first, last = epochs[0][0], epochs[0][-1]
         ratios[override] = first / last
     print(f"first-layer / last-layer mean |gradient|: {ratios}")
-    # Measured: 1.2e-17 for the plain net (seed 003's VGG38 plot), 0.24 with BN and shortcuts.
+    # Measured: 1.2e-17 for the plain net (Arenas López's VGG38 plot), 0.24 with BN and shortcuts.
     assert ratios["model=vgg38"] < 1e-8, ratios
     assert ratios["model=vgg"] > 1e-2, ratios
     for run in vgg_twins.values():
         assert (run / runs.FIGURES_DIR / "gradient_flow.png").is_file()
-        assert (run / "tensorboard" / "gradient_flow").is_dir()
+        assert (run / runs.GRADIENT_FLOW_EVENTS_DIR).is_dir()

@@ -37,6 +37,8 @@ def test_a_run_and_its_resume_are_one_mlflow_run_with_name_tags_metrics_and_figu
     assert not (tmp_path / "mlruns").exists()
     assert list((tmp_path / "outputs" / "mlartifacts").rglob("confusion_matrix.png"))
     assert json.loads((run_dir / "run.json").read_text())["mlflow_run_id"] == run.info.run_id
+    # the summary says where the MLflow run is, whole, on a line of its own
+    assert f"MLflow run: {run.info.run_id} (mlflow ui --backend-store-uri " in result.stdout
 
     # interrupted after its first epoch, then resumed to a second one: the same MLflow run
     info = json.loads((run_dir / "run.json").read_text())
@@ -56,14 +58,14 @@ def test_a_resume_whose_mlflow_run_is_gone_continues_in_a_new_one(tmp_path, caps
     pytest.importorskip("mlflow", reason="logger=mlflow needs mlflow-skinny (the dev extra)")
     from mlflow.tracking import MlflowClient
 
-    from resnet_exp import loggers
+    from resnet_exp.loggers.mlflow import MLflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     old = client.create_run(client.create_experiment("resnet_exp")).info.run_id
     if gone == "deleted":
         client.delete_run(old)
-    logger = loggers.mlflow("resnet_exp", "run", uri, run_id=old if gone == "deleted" else "0f")
+    logger = MLflow("resnet_exp", "run", uri, run_id=old if gone == "deleted" else "0f")
     assert logger.run_id not in (old, "0f")
     assert client.get_run(logger.run_id).info.lifecycle_stage == "active"
     assert "is gone from" in capsys.readouterr().err

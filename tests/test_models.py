@@ -1,5 +1,6 @@
-"""The model zoo against outside truth: the papers' and seeds' parameter counts, torchvision's
-weight metadata and state dicts, and proofs of the ablations, over every conf/model/*.yaml."""
+"""The model zoo against outside truth: the papers' and source studies' parameter counts,
+torchvision's weight metadata and state dicts, and proofs of the ablations, over every
+conf/model/*.yaml."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ CONF = CONF_DIR / "model"
 
 def load(name: str) -> DictConfig:
     """conf/model/<name>.yaml under the model configs its defaults list names, merged as Hydra
-    composes them (plain_convnet.yaml is plain18.yaml under the seed's name; `/_base_model@_here_`
-    is conf/_base_model.yaml)."""
+    composes them (plain_convnet.yaml is plain18.yaml under the Resnet_Imagenet_with_Cutout
+    README's name; `/_base_model@_here_` is conf/_base_model.yaml)."""
     path = CONF.parent / f"{name[1:].split('@')[0]}.yaml" if name.startswith("/") \
         else CONF / f"{name}.yaml"
     cfg = OmegaConf.load(path)
@@ -59,7 +60,8 @@ def _bn(c):
     return 2 * c
 
 
-# Seed 000, counted layer by layer from its Keras code (Keras layers carry biases).
+# Gitari's course report (docs/studies.md#sources), counted layer by layer from its Keras code
+# (Keras layers carry biases).
 BLOCK_STACK_10 = (_conv(3, 64, 7) + _bn(64) + 10 * 2 * (_conv(64, 64, 3) + _bn(64))
                   + 64 * 128 + 128 + 128 * 10 + 10)
 BASELINE_CNN = (sum(_conv(i, o, 3) + _bn(o) + _conv(o, o, 3)
@@ -85,15 +87,16 @@ PUBLISHED = {
     "resnet152": (1000, TV_PARAMS[152], "torchvision ResNet152_Weights meta"),
     "plain18": (1000, TV_PARAMS[18] - PROJECTIONS_18_34, "torchvision ResNet-18 less projections"),
     "plain34": (1000, TV_PARAMS[34] - PROJECTIONS_18_34, "torchvision ResNet-34 less projections"),
-    "plain_convnet": (1000, TV_PARAMS[18] - PROJECTIONS_18_34, "seed 001 Plain_Convnet.py"),
+    "plain_convnet": (1000, TV_PARAMS[18] - PROJECTIONS_18_34,
+                      "Resnet_Imagenet_with_Cutout Plain_Convnet.py"),
     "resnet18_cifar": (10, 11_173_962, "kuangliu/pytorch-cifar ResNet18, used by the Cutout code"),
-    "resnet56_bottleneck": (10, 596_810, "seed 002"),
-    "vgg08": (100, 59_716, "seed 003"),
-    "vgg38": (100, 336_196, "seed 003"),
-    "vgg68": (100, 616_900, "seed 003 (with BN)"),
-    "vgg": (100, 338_500, "seed 003: VGG38 with BN; skips add no parameters"),
-    "block_stack": (10, BLOCK_STACK_10, "seed 000 simulation 4, counted from its layers"),
-    "baseline_cnn": (10, BASELINE_CNN, "seed 000 simulation 5, counted from its layers"),
+    "resnet56_bottleneck": (10, 596_810, "Khalaf's ResNet-56"),
+    "vgg08": (100, 59_716, "Arenas López"),
+    "vgg38": (100, 336_196, "Arenas López"),
+    "vgg68": (100, 616_900, "Arenas López (with BN)"),
+    "vgg": (100, 338_500, "Arenas López: VGG38 with BN; skips add no parameters"),
+    "block_stack": (10, BLOCK_STACK_10, "Gitari simulation 4, counted from its layers"),
+    "baseline_cnn": (10, BASELINE_CNN, "Gitari simulation 5, counted from its layers"),
 }
 
 
@@ -208,13 +211,13 @@ STRUCTURES = {
     "resnet18_cifar": (4, 8, "He et al. 2016, Table 1 (the Cutout paper's stem)"),
     "plain18": (4, 8, "He et al. 2016, Table 1 and Fig. 3"),
     "plain34": (4, 16, "He et al. 2016, Table 1 and Fig. 3"),
-    "plain_convnet": (4, 8, "seed 001 Plain_Convnet.py: plain-18"),
-    "vgg08": (3, 3, "seed 003: B = 0, one reduction block per stage"),
-    "vgg38": (3, 18, "seed 003: B = 5, and a reduction block per stage"),
-    "vgg68": (3, 33, "seed 003: B = 10, and a reduction block per stage"),
-    "vgg": (3, 18, "seed 003: VGG38"),
-    "block_stack": (1, 10, "seed 000 simulation 4: num_blocks: 10, constant width"),
-    "baseline_cnn": (4, 0, "seed 000 simulation 5: four conv stages, no blocks"),
+    "plain_convnet": (4, 8, "Resnet_Imagenet_with_Cutout Plain_Convnet.py: plain-18"),
+    "vgg08": (3, 3, "Arenas López: B = 0, one reduction block per stage"),
+    "vgg38": (3, 18, "Arenas López: B = 5, and a reduction block per stage"),
+    "vgg68": (3, 33, "Arenas López: B = 10, and a reduction block per stage"),
+    "vgg": (3, 18, "Arenas López: VGG38"),
+    "block_stack": (1, 10, "Gitari simulation 4: num_blocks: 10, constant width"),
+    "baseline_cnn": (4, 0, "Gitari simulation 5: four conv stages, no blocks"),
     "transfer": (4, 8, "its backbone, ResNet-18"),
     "transfer_cifar": (3, 9, "its backbone, CIFAR ResNet-20"),
 }

@@ -1,4 +1,5 @@
-"""The LightningModule's pieces: parameter groups, metrics per stage, optimizer and scheduler."""
+"""The LightningModule and its collaborators: parameter groups, the epoch's metrics, optimizer and
+scheduler, the test's name."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_exp.module import Classifier, count_parameters, parameter_groups
+from resnet_exp.metrics import count_parameters
+from resnet_exp.module import Classifier
+from resnet_exp.param_groups import ParamGroups
 
 
 def small_net(num_classes=3):
@@ -18,13 +21,13 @@ def small_net(num_classes=3):
 
 def test_bn_and_bias_excluded_from_weight_decay_when_asked():
     net = small_net()
-    (everything,) = parameter_groups(net, weight_decay_bn_bias=True)
+    (everything,) = ParamGroups(weight_decay_bn_bias=True)(net)
     assert len(everything["params"]) == 6
-    decay, no_decay = parameter_groups(net, weight_decay_bn_bias=False)
+    decay, no_decay = ParamGroups(weight_decay_bn_bias=False)(net)
     # Decayed: the conv and linear weights. Not: conv bias, BN weight and bias, linear bias.
     assert {id(p) for p in decay["params"]} == {id(net[0].weight), id(net[5].weight)}
     assert len(no_decay["params"]) == 4 and no_decay["weight_decay"] == 0.0
-    opt = torch.optim.SGD(parameter_groups(net, False), lr=0.1, weight_decay=1e-4)
+    opt = torch.optim.SGD(ParamGroups(False)(net), lr=0.1, weight_decay=1e-4)
     assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
 
 
@@ -101,3 +104,79 @@ def test_the_progress_bar_shows_each_epochs_own_train_numbers(tmp_path):
     assert [{k: s[k] for k in ("train/loss", "train/acc")} for s in shown.shown] == \
         [pytest.approx(epoch) for epoch in logged]
     assert len({e["train/loss"] for e in logged}) == 3  # three different epochs, not one value
+
+
+def test_a_shared_parameter_lands_in_one_group_and_declared_scales_in_their_own():
+    tied = nn.Sequential(small_net(), nn.Linear(3, 3), nn.Linear(3, 3))
+    tied[2].weight = tied[1].weight  # one parameter in two modules, as tied embeddings are
+    tied.lr_scales = {"0.0": 0.5}  # the conv in front learns at half the rate
+    groups = ParamGroups(weight_decay_bn_bias=False)(tied)
+    params = [id(p) for g in groups for p in g["params"]]
+    assert len(params) == len(set(params)) == len(list(tied.parameters()))
+    scaled = [g for g in groups if "lr_scale" in g]
+    assert {id(p) for g in scaled for p in g["params"]} == {id(tied[0][0].weight),
+                                                           id(tied[0][0].bias)}
+    opt = ParamGroups().optimizer(functools.partial(torch.optim.SGD, lr=0.2), tied)
+    assert sorted(g["lr"] for g in opt.param_groups) == [0.1, 0.2]
+
+
+def test_epoch_metrics_equal_torchmetrics_over_unequal_batches():
+    """Loss per image and top-1/top-5 accuracy, against torchmetrics' own classes fed the same
+    batches (the last one short)."""
+    from torchmetrics import MeanMetric
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from resnet_exp.metrics import StageMetrics
+
+    g = torch.Generator().manual_seed(0)
+    ours = StageMetrics(topk=(1, 5))
+    theirs = {"loss": MeanMetric(), "acc": MulticlassAccuracy(10, average="micro"),
+              "acc_top5": MulticlassAccuracy(10, top_k=5, average="micro")}
+    for size in (32, 32, 7):
+        logits, y = torch.randn(size, 10, generator=g), torch.randint(0, 10, (size,), generator=g)
+        loss = nn.functional.cross_entropy(logits, y)
+        ours.add(loss, logits, y)
+        theirs["loss"].update(loss, weight=size)
+        theirs["acc"].update(logits, y)
+        theirs["acc_top5"].update(logits, y)
+    for name, metric in ours.items():
+        torch.testing.assert_close(metric.compute(), theirs[name].compute(), rtol=1e-6, atol=0)
+
+
+def test_an_epoch_resumed_from_its_partial_sums_ends_with_the_whole_epochs_numbers():
+    from resnet_exp.metrics import StageMetrics
+
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.rand(()), torch.randn(8, 3, generator=g), torch.randint(0, 3, (8,)))
+               for _ in range(4)]
+    whole, before, after = StageMetrics(), StageMetrics(), StageMetrics()
+    for batch in batches:
+        whole.add(*batch)
+    for batch in batches[:2]:
+        before.add(*batch)
+    sums = before.partial_sums()
+    after.resume(sums)
+    for batch in batches[2:]:
+        after.add(*batch)
+    assert {k: m.compute() for k, m in after.items()} == {k: m.compute() for k, m in whole.items()}
+    # sums another version wrote (torchmetrics' state names) are left out, not an error
+    fresh = StageMetrics()
+    fresh.resume({"loss": {"mean_value": torch.tensor(3.0), "weight": torch.tensor(2.0)}})
+    fresh.add(*batches[0])
+    assert fresh["acc"].images == 8
+
+
+def test_the_last_checkpoints_test_is_logged_under_its_own_name():
+    import pytorch_lightning as pl
+
+    x, y = torch.randn(12, 1, 6, 6), torch.arange(12) % 3
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=6)
+    module = Classifier(small_net(), 3, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    with module.tested_as("test_last"):
+        (last,) = trainer.test(module, loader, verbose=False)
+    (best,) = trainer.test(module, loader, verbose=False)
+    assert set(last) == {"test_last/loss", "test_last/acc"}
+    assert set(best) == {"test/loss", "test/acc"} and module.test_prefix == "test"
+    assert last["test_last/acc"] == best["test/acc"]  # the same weights

@@ -10,13 +10,14 @@ import json
 
 import optuna
 import pytest
-from conftest import run_cli, single_run_dir
+from conftest import run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import resnet_exp
 from hydra_plugins.resnet_exp_sweepers import optuna_sweeper
 from resnet_exp import config
 from resnet_exp.errors import UserError
-from resnet_exp.runs import hydra_hooks, record
+from resnet_exp.runs import record, sweep_table
 
 
 @pytest.mark.parametrize(("monitor", "given", "mode"), [
@@ -33,7 +34,7 @@ def test_every_reader_of_the_mode_follows_the_monitor(compose_cfg, monitor, give
 
 
 def test_a_mode_that_is_neither_is_one_line(tmp_path):
-    result = run_cli(["monitor_mode=highest"], tmp_path, new_interpreter=True)
+    result = run_cli(["monitor_mode=highest"], tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "monitor_mode=highest: choose min" in result.stderr
     assert not (tmp_path / "outputs").exists()
@@ -52,17 +53,18 @@ def _early_stop(losses: list[float], patience: int) -> int | None:
 
 @pytest.mark.slow
 def test_val_loss_keeps_the_lowest_loss_epoch_and_stops_when_it_stops_falling(tmp_path):
-    result = run_cli(["trainer=smoke", "trainer.max_epochs=5", "callbacks=lean", "seed=3",
-                      "monitor=val/loss", "callbacks.early_stopping.patience=1"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = single_run_dir(tmp_path)
+    finished = resnet_exp.run(["trainer=smoke", "trainer.max_epochs=5", "callbacks=lean",
+                               "seed=3", "monitor=val/loss", "callbacks.early_stopping.patience=1"],
+                              output_dir=tmp_path / "run")
+    assert finished.status == "finished"
+    run = finished.dir
     metrics = json.loads((run / "metrics.json").read_text())
     events = EventAccumulator(str(run / "tensorboard")).Reload()
     losses = [e.value for e in events.Scalars("val/loss")]
     assert len(set(losses)) > 1  # a lowest and a highest epoch to tell apart
     assert metrics["epochs"] == len(losses) == (_early_stop(losses, patience=1) or 5)
     assert metrics["val/loss_best"] == pytest.approx(min(losses))
-    assert metrics["best_epoch"] == losses.index(min(losses))
+    assert metrics["best_epoch"] == losses.index(min(losses)) + 1  # counted from 1
 
 
 def test_the_sweep_table_bolds_the_lowest_loss_when_lower_is_better(tmp_path):
@@ -73,7 +75,7 @@ def test_the_sweep_table_bolds_the_lowest_loss_when_lower_is_better(tmp_path):
         (job / ".hydra" / "config.yaml").write_text(f"seed: {num}\nmonitor: val/loss\n")
         record.write_json_atomic(job / "run.json", {"status": "finished", "seed": num})
         record.write_json_atomic(job / "metrics.json", {"val/loss_best": loss})
-    table = hydra_hooks.sweep_table(tmp_path, "val/loss", "min")
+    table = sweep_table.sweep_table(tmp_path, "val/loss", "min")
     assert [row.style for row in table.rows] == [None, "bold", None]
 
 

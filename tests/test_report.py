@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import job_dir, job_dirs, run_cli
+from conftest import job_dir, job_dirs
 from omegaconf import OmegaConf
 
 from resnet_exp import report, runs
@@ -41,13 +41,12 @@ def read_csv(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_report_over_real_runs(sweep):
+def test_report_over_real_runs(sweep, capsys):
     cwd, folder = sweep
     out = cwd / "rep"
-    result = run_cli([str(folder), "--out", str(out)], cwd, timeout=300, env={"COLUMNS": "200"},
-                     module="resnet_exp.report")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 configurations" in result.stdout and "Runs not averaged" in result.stdout
+    assert report.main([str(folder), "--out", str(out), "--all"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 configurations" in printed and "Runs not averaged" in printed
 
     expected: dict[str, list[float]] = {}
     for job in job_dirs(folder)[:4]:
@@ -66,17 +65,19 @@ def test_report_over_real_runs(sweep):
         assert row["n"] == "2"
         assert float(row["test/acc mean"]) == pytest.approx(statistics.fmean(values))
         assert float(row["test/acc std"]) == pytest.approx(statistics.stdev(values))
-    # the failed job is counted with its configuration, and not averaged in
+    # with --all the failed job is counted with its configuration, and not averaged in
     assert rows[0]["not averaged"] == "1 failed" and rows[1]["not averaged"] == ""
     statuses = sorted(r["status"] for r in read_csv(out / "runs.csv"))
     assert statuses == ["failed"] + ["finished"] * 4
 
     md = (out / "report.md").read_text()
-    assert "| model.residual | n | test/acc |" in md
+    assert "| # | model.residual | n | test/acc |" in md
     assert "CUDA out of memory" in md and "`model=vgg08`" in md
     for name in ("curves.png", "sweep_model.residual.png", "gradient_flow.png"):
         assert f"]({name})" in md
         assert (out / name).stat().st_size > 10_000, name
+        for vector in (".pdf", ".svg"):  # beside the PNG, for a paper
+            assert (out / name).with_suffix(vector).stat().st_size > 5_000, name
 
 
 @pytest.mark.parametrize(
@@ -147,7 +148,7 @@ def test_200_runs(tmp_path, compose_cfg):
     (sweep / runs.SWEEP_FILE).write_text("hydra: {}\n")
 
     started = time.perf_counter()
-    out = report.report([str(tmp_path / "outputs")], tmp_path / "rep")
+    out = report.report([str(tmp_path / "outputs")], tmp_path / "rep", everything=True)
     print(f"report over 200 runs: {time.perf_counter() - started:.2f} s")
 
     rows = read_csv(out / "report.csv")
@@ -242,7 +243,9 @@ def test_an_ablation_table_gives_each_rows_difference_to_its_baseline(tmp_path, 
         assert float(row["test/acc mean"]) == pytest.approx(
             base[row["model"]] + gain[row["trick"]] + 0.002)
         assert float(row["test/acc - baseline"]) == pytest.approx(gain[row["trick"]])
-    assert "| resnet56 | mixup | 3 | 0.952 ± 0.001 | +0.02 |" in (out / "report.md").read_text()
+    # t(0.975, 2) = 4.303: 0.952 ± 4.303 x 0.001 / sqrt(3)
+    assert ("| 4 | resnet56 | mixup | 3 | 0.952 ± 0.001 [0.9495, 0.9545] | +0.02 |"
+            in (out / "report.md").read_text())
     with pytest.raises(report.UserError, match="trick=none: no run has it|no run has trick=none"):
         report.report([str(tmp_path / "outputs")], tmp_path / "x", figures=False,
                       baseline="trick=none")

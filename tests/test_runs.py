@@ -58,3 +58,23 @@ def test_recording_sets_the_status_from_how_the_block_ends(tmp_path, error, stat
     info = json.loads((tmp_path / "run.json").read_text())
     assert (info["status"], info["error"]) == (status, message)
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_ctrl_c_during_a_write_waits_until_the_file_is_whole(tmp_path):
+    """The signal arrives while the file is written (sent by the writer itself: no timing); the
+    file is complete, nothing temporary is left, and the KeyboardInterrupt comes after."""
+    import os
+    import signal
+
+    from resnet_exp.runs.atomic import atomic_write
+
+    def write(f) -> None:
+        f.write("first half ")
+        os.kill(os.getpid(), signal.SIGINT)
+        f.write("second half")
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "whole.txt", write)
+    assert (tmp_path / "whole.txt").read_text() == "first half second half"
+    assert [p.name for p in tmp_path.iterdir()] == ["whole.txt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

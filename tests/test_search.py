@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import resumed, run_cli
 
 from hydra_plugins.resnet_exp_sweepers.optuna_sweeper import search_space
 
@@ -42,15 +42,14 @@ def test_a_bad_search_setting_is_one_line_and_leaves_nothing(tmp_path, override,
         params={"optimizer.lr": 0.5}, value=0.9,
         distributions={"optimizer.lr": FloatDistribution(0.01, 0.5, log=True)}))
     result = run_cli(["hparams_search=cifar_resnet", "optimizer.lr=interval(0.1,1.0)",
-                      override.format(tmp=tmp_path), "trainer=smoke"], tmp_path,
-                     new_interpreter=True)
+                      override.format(tmp=tmp_path), "trainer=smoke"], tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and says in result.stderr.splitlines()[-1]
     assert not any((tmp_path / "outputs" / "multirun").glob("*"))
 
 
 @pytest.mark.slow
-def test_a_trial_folder_resumes_and_reproduces_as_that_one_trial(tmp_path):
+def test_a_trial_folder_resumes_and_reproduces_as_that_one_trial(tmp_path, monkeypatch, capsys):
     import optuna
 
     from resnet_exp import reproduce
@@ -75,11 +74,13 @@ def test_a_trial_folder_resumes_and_reproduces_as_that_one_trial(tmp_path):
     assert all(Path(t.user_attrs["run_dir"]).is_dir() for t in study.trials)
     (trial,) = [p for p in (tmp_path / "search").iterdir() if p.name.startswith("1_")]
     assert "=" in trial.name and "," in trial.name  # the name a user pastes, unquoted
-    resumed = run_cli([f"resume={trial}"], tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "finished already" in resumed.stdout and trials() == 2
-    new_dir, metrics = reproduce.reproduce(trial, [])
+    capsys.readouterr()
+    assert resumed(trial).status == "finished"
+    assert "finished already" in capsys.readouterr().out and trials() == 2
+    monkeypatch.chdir(tmp_path)  # the reproduction's new run goes to ./outputs/runs/
+    new_dir, metrics, _ = reproduce.reproduce(trial, [])
     assert trials() == 2 and "search" not in str(new_dir) and "test/acc" in metrics
+    assert new_dir.resolve().is_relative_to(tmp_path.resolve())
 
 
 @pytest.mark.slow
@@ -117,3 +118,25 @@ def test_a_killed_trial_runs_again_and_the_resumed_search_ends_with_its_trials(t
                       TrialState.COMPLETE], states
     assert trials[3].params == killed.params  # the killed trial's point, asked again
     assert "Traceback" not in resumed.stderr
+
+
+@pytest.mark.slow
+def test_a_continued_study_names_its_job_folders_by_trial_number(tmp_path):
+    """A second search on the same study starts at trial 2: its folder says 2_, not 0_, and the
+    best trial it reports is a folder of that number in one of the two sweeps."""
+    from conftest import job_dirs
+    from omegaconf import OmegaConf
+
+    search = ["hparams_search=cifar_resnet", "trainer=smoke", "callbacks=lean",
+              "hydra.sweeper.sampler.n_startup_trials=1"]
+    first = run_cli([*search, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=first"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    storage = f"hydra.sweeper.storage=sqlite:///{tmp_path / 'first' / 'optuna.db'}"
+    second = run_cli([*search, "hydra.sweeper.n_trials=1", storage, "hydra.sweep.dir=second"],
+                     tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    numbers = {sweep: sorted(int(d.name.split("_")[0]) for d in job_dirs(tmp_path / sweep))
+               for sweep in ("first", "second")}
+    assert numbers == {"first": [0, 1], "second": [2]}, numbers
+    best = OmegaConf.load(tmp_path / "second" / "optimization_results.yaml").best_trial
+    assert best in numbers["first"] + numbers["second"]

@@ -70,10 +70,10 @@ def test_channels_last_auto_is_decided_when_training_starts_on_the_device():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
     for setting, nhwc in (("auto", True), (False, False)):
         module = classifier(small_net(), channels_last=setting)
-        assert not module.nhwc  # nothing known yet: no device
+        assert not module.layout.on  # nothing known yet: no device
         pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
                    enable_progress_bar=False, enable_model_summary=False).fit(module, loader)
-        assert module.nhwc is nhwc
+        assert module.layout.on is nhwc
         assert module.model[0].weight.is_contiguous(memory_format=torch.channels_last) is nhwc
 
 

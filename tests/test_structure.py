@@ -15,9 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from resnet_exp import runs
-from resnet_exp.analysis import cka, lesion
-from resnet_exp.analyze import ANALYSES, Analyses
+from resnet_exp.analysis import Analyses, cka, lesion
 from resnet_exp.callbacks.gradflow import GradientFlow, unit_starts, weight_layers
+from resnet_exp.config import CONF_DIR
 from resnet_exp.errors import UserError
 from resnet_exp.models.resnet import CifarResNet, resnet
 from resnet_exp.models.small import BaselineCNN, BlockStack
@@ -47,8 +47,23 @@ FAMILIES = {
     "transfer": (lambda weights: transfer(CIFAR8, mode="finetune", weights=weights,
                                           trainable_stages=2), 16),
 }
+# every analysis option of conf/analysis/ (all.yaml is the four together): a new one enters here
+ANALYSES = sorted(p.stem for p in (CONF_DIR / "analysis").glob("*.yaml") if p.stem != "all")
 # each analysis at the cheapest settings that still run it
-KNOBS = {"images": 8, "draws": 1, "points": 3, "grid": 2, "iterations": 2}
+CHEAP = {"draws": 1, "points": 3, "grid": 2, "iterations": 2}
+
+
+def analyses(*names: str) -> Analyses:
+    """`analysis=<name>` for each name, as its conf/analysis/ file builds it, made cheap."""
+    from hydra.utils import instantiate
+
+    from resnet_exp import config
+
+    built = {}
+    for name in names:
+        node = config.compose([f"analysis={name}"]).analysis[name]
+        built[name] = instantiate(node, **{k: v for k, v in CHEAP.items() if k in node})
+    return Analyses(images=8, **built)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -78,15 +93,15 @@ def test_every_analysis_runs_on_every_family_or_is_refused(family, name, pretrai
     torch.manual_seed(0)
     build, size = FAMILIES[family]
     model = build(pretrained).eval()
-    analyses = Analyses(names=[name], **KNOBS)
+    chosen = analyses(name)
     declared = model.structure()
-    if name == "lesion" and not declared.blocks:  # the seed's CNN: no block to remove
+    if name == "lesion" and not declared.blocks:  # Gitari's CNN: no block to remove
         with pytest.raises(UserError, match="BaselineCNN has no residual-style blocks"):
-            analyses.check(model)
+            chosen.check(model)
         return
-    analyses.check(model)
+    chosen.check(model)
     x, y = images(size)
-    result = analyses.one(name, model, x, y)
+    result = chosen.analyses[name].run(model, x, y)
     assert all(math.isfinite(v) for v in result["summary"].values()), result["summary"]
     if name == "lesion":
         assert [b["block"] for b in result["blocks"]] == [b.name for b in declared.blocks]
@@ -135,5 +150,5 @@ def test_a_model_that_declares_nothing_is_refused_the_analyses_that_read_its_par
     assert lesion.blocks(net) == () and cka.layers(net) == []
     for name, message in (("lesion", "no residual-style blocks"), ("cka", "no blocks or stages")):
         with pytest.raises(UserError, match=f"{name}: Sequential has {message}"):
-            Analyses(names=[name]).check(net)
-    Analyses(names=["landscape", "sharpness"]).check(net)  # they need no parts
+            analyses(name).check(net)
+    analyses("landscape", "sharpness").check(net)  # they need no parts

@@ -94,8 +94,10 @@ def test_a_drawn_value_reaches_its_job_as_the_value_drawn():
     drawn = {key: distribution.choices[0] for key, distribution in space.items()}
     assert drawn == {"model.weights": None, "model.residual": True, "ema.decays": [0.9]}
     overrides = job_overrides(fixed, drawn, trial=3)
-    assert overrides[0] == "seed=1" and overrides[-1] == "hydra.sweeper.trial=3"
-    parsed = OverridesParser.create().parse_overrides(overrides[1:-1])
+    assert overrides[0] == "seed=1"
+    assert overrides[-2:] == ["hydra.sweeper.trial=3", "hydra.sweeper.folder=3"]
+    assert job_overrides(fixed, drawn, trial=5, folder=2)[-1] == "hydra.sweeper.folder=2"
+    parsed = OverridesParser.create().parse_overrides(overrides[1:-2])
     assert {o.key_or_group: o.value() for o in parsed} == drawn
 
 
@@ -329,11 +331,11 @@ def test_optuna_search_records_failed_pruned_and_complete_trials_and_goes_on(tmp
     # new points: the continued sampler is not reseeded into the first sweep's draws
     assert trials[4].params != trials[5].params
     assert all(t.params not in [u.params for u in trials[:4]] for t in trials[4:])
-    for job, trial in enumerate(trials[4:]):
+    for trial in trials[4:]:  # each job's folder carries its trial's number: 4_, 5_
         failing = trial.params["module.label_smoothing"] > 1.0
         assert trial.state == (TrialState.FAIL if failing else TrialState.COMPLETE)
         assert len(trial.intermediate_values) == (0 if failing else 2)
-        assert read.run_status(job_dir(tmp_path / "outputs" / "continued", job)) == (
+        assert read.run_status(job_dir(tmp_path / "outputs" / "continued", trial.number)) == (
             "failed" if failing else "finished")
 
 

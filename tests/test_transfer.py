@@ -12,6 +12,7 @@ from resnet_exp.errors import UserError
 from resnet_exp.models.resnet import CifarResNet
 from resnet_exp.models.transfer import transfer
 from resnet_exp.module import Classifier
+from resnet_exp.param_groups import ParamGroups
 
 # CIFAR ResNet-8: stem (conv1, bn1) + layer1..3 of one basic block each + fc (64 -> classes).
 BACKBONE = functools.partial(CifarResNet, depth=8, num_classes=2)
@@ -109,7 +110,7 @@ def test_finetune_groups_combine_with_the_weight_decay_split_and_a_scheduler(pre
         model, 2, optimizer=functools.partial(torch.optim.SGD, lr=0.2, weight_decay=1e-4),
         scheduler={"scheduler": functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1,
                                                   gamma=0.5), "interval": "epoch"},
-        weight_decay_bn_bias=False,
+        param_groups=ParamGroups(weight_decay_bn_bias=False),
     )
     config = module.configure_optimizers()
     groups = config["optimizer"].param_groups
@@ -134,7 +135,9 @@ def test_finetuning_every_stage_unfreezes_the_stem(pretrained):
     path, _ = pretrained
     model = transfer(BACKBONE, mode="finetune", weights=str(path), trainable_stages=4)
     assert trainable(model) == sum(p.numel() for p in model.parameters())
-    assert getattr(model.conv1.weight, "lr_scale", None) == 0.1
+    assert model.lr_scales == dict.fromkeys(
+        ["conv1", "bn1", "relu", "layer1", "layer2", "layer3"], 0.1)
+    assert not any(hasattr(p, "lr_scale") for p in model.parameters())  # nothing on the tensors
 
 
 @pytest.mark.parametrize(

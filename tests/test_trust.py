@@ -105,7 +105,7 @@ def _importable(module_name: str) -> bool:
 
 def test_a_target_built_by_a_resolver_is_checked_after_it_resolves(tmp_path):
     evil = '${oc.create:"{_target_: torch.utils.collect_env.run, command: touch X}"}'
-    cfg = config.compose(["+callbacks.evil=" + replay.quote(evil)], tmp_path, with_hydra=True)
+    cfg = config.compose(["+callbacks.evil=" + config.quote(evil)], tmp_path, with_hydra=True)
     with pytest.raises(UserError, match="callbacks.evil._target_=torch.utils.collect_env.run"):
         trust.check(cfg, source="a test")
 

@@ -1,1 +1,2 @@
-"""This project's Hydra sweepers: Hydra loads sweepers only from the `hydra_plugins` package."""
+"""This project's Hydra sweeper (Optuna) and SLURM launcher: Hydra loads plugins only from the
+`hydra_plugins` package."""

@@ -36,8 +36,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.utils import instantiate
@@ -49,51 +47,27 @@ from resnet_exp.config import text
 from resnet_exp.errors import UserError, report_error
 from resnet_exp.runs import read
 
-
-def distribution(override: Override):
-    """The Optuna distribution of one sweep override (the module docstring's table)."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    value = override.value()
-    if isinstance(value, ChoiceSweep) or not override.is_sweep_override():
-        choices = list(override.sweep_iterator()) if isinstance(value, ChoiceSweep) else [value]
-        return CategoricalDistribution(choices)
-    log = "log" in value.tags
-    if isinstance(value, RangeSweep):  # from its first to its last value, as Hydra lists them
-        values = list(override.sweep_iterator())
-        if not values:
-            raise ValueError(f"{override.input_line}: an empty range")
-        kind = IntDistribution if all(isinstance(n, int) for n in (*values, value.step)) \
-            else FloatDistribution
-        return kind(values[0], values[-1], log=log, step=value.step)
-    if isinstance(value, IntervalSweep):
-        if "int" in value.tags:
-            return IntDistribution(int(value.start), int(value.end), log=log)
-        return FloatDistribution(value.start, value.end, log=log)
-    raise ValueError(f"{override.input_line}: not a search space Optuna can sample "
-                     "(choice, range, interval, or a comma list)")
+from .search_space import same_space, search_space
 
 
-def search_space(params: Mapping[str, Any] | None, arguments: list[str]):
-    """(distributions by key, fixed overrides): `params` from the config, then the command
-    line's own sweeps (which replace a key's range) and fixed values."""
-    parser = OverridesParser.create()
-    from_config = parser.parse_overrides([f"{k}={v}" for k, v in (params or {}).items()])
-    space = {o.get_key_element(): distribution(o) for o in from_config}
-    fixed = []
-    for override in parser.parse_overrides(arguments):
-        if override.is_sweep_override():
-            space[override.get_key_element()] = distribution(override)
-        else:  # a pinned key leaves the space: the command line wins over the searched range
-            space.pop(override.get_key_element(), None)
-            fixed.append(override.input_line)
-    return space, fixed
-
-
-def job_overrides(fixed: list[str], params: Mapping[str, Any], trial: int) -> list[str]:
+def job_overrides(fixed: list[str], params: Mapping[str, Any], trial: int,
+                  folder: int | None = None) -> list[str]:
     """A trial's job: the fixed overrides, its drawn values as overrides spell them (a drawn None
-    is `null`, which Hydra reads back as None, not the string "None"), and its trial number."""
-    return [*fixed, *(f"{k}={text(v)}" for k, v in params.items()), f"hydra.sweeper.trial={trial}"]
+    is `null`, which Hydra reads back as None, not the string "None"), its trial number and the
+    number its folder carries (`folder`, the trial's unless given)."""
+    return [*fixed, *(f"{k}={text(v)}" for k, v in params.items()), f"hydra.sweeper.trial={trial}",
+            f"hydra.sweeper.folder={trial if folder is None else folder}"]
+
+
+def folder_number(study, trial) -> int:
+    """The number of `trial`'s job folder: its own, or for a trial asked again after its job was
+    killed (RetryFailedTrialCallback), the killed trial's, so that its job continues that
+    folder's last checkpoint under resume=true."""
+    from optuna.storages import RetryFailedTrialCallback
+
+    frozen = study._storage.get_trial(trial._trial_id)
+    retried = RetryFailedTrialCallback.retried_trial_number(frozen)
+    return trial.number if retried is None else retried
 
 
 DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
@@ -109,17 +83,6 @@ def optuna_direction(direction: str) -> str:
         raise UserError(f"hydra.sweeper.direction={direction}: choose maximize or minimize (or "
                         "leave it to monitor_mode, which follows the monitored metric)")
     return DIRECTIONS[str(direction).lower()]
-
-
-def same_space(study, space: Mapping[str, Any]) -> None:
-    """A continued study must search the space its trials were drawn from: Optuna's samplers
-    fail, or mix incomparable trials, when a key's range or kind changes."""
-    for trial in study.trials:
-        for key, drawn in trial.distributions.items():
-            if key in space and space[key] != drawn:
-                raise UserError(f"the study {study.study_name!r} searched {key} over {drawn}, this "
-                                f"search over {space[key]}: keep its space, or give a new "
-                                "hydra.sweeper.storage (or study_name) for a new search")
 
 
 def ended_trials(study) -> list:
@@ -145,15 +108,22 @@ def found(best, metric: str, storage: str | None) -> str:
       run folder: runs/3
     study: sqlite:///s.db; to look at every trial: optuna-dashboard sqlite:///s.db
     """
+    run_dir = best.user_attrs.get("run_dir", "?")
     lines = [f"best trial {best.number}: {metric}={best.value:.6g} {best.params}",
-             f"  run folder: {best.user_attrs.get('run_dir', '?')}"]
+             f"  run folder: {run_dir}"]
+    try:  # where the run's MLflow logger put it (loggers/mlflow.py records it in run.json)
+        mlflow = read.read_json(Path(run_dir) / runs.RUN_FILE).get("mlflow_run")
+    except (OSError, ValueError):
+        mlflow = None
+    lines += [f"  MLflow run: {mlflow}"] if mlflow else []
+    view = str(storage).removeprefix("journal:///")  # the dashboard opens a journal by its path
     return "\n".join(lines + ([f"study: {storage}; to look at every trial: optuna-dashboard "
-                                f"{storage}"] if storage else []))
+                                f"{view}"] if storage else []))
 
 
 def beat(storage, study_name: str, number: int) -> None:
     """One heartbeat for trial `number`, on a storage that keeps them."""
-    if getattr(storage, "is_heartbeat_enabled", lambda: False)():  # Optuna's RDB and journal
+    if getattr(storage, "is_heartbeat_enabled", lambda: False)():  # Optuna's RDB storage
         storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
             storage.get_study_id_from_name(study_name), number))
 
@@ -166,8 +136,8 @@ class OptunaSweeper(Sweeper):
                  study_name: str, storage: str | None, n_trials: int, n_jobs: int,
                  max_failure_rate: float, params: DictConfig | None = None,
                  trial: int | None = None, heartbeat_interval: int = 60,
-                 grace_period: int = 180) -> None:
-        # `trial` is each job's own (which trial it runs), never the sweeper's
+                 grace_period: int = 180, folder: int | None = None) -> None:
+        # `trial` and `folder` are each job's own (which trial it runs), never the sweeper's
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.sampler_cfg, self.pruner_cfg = sampler, pruner
         self.direction, self.study_name, self.storage = direction, study_name, storage
@@ -197,16 +167,18 @@ class OptunaSweeper(Sweeper):
         sys.exit(report_error(str(error)))
 
     def heartbeat_storage(self):
-        """The study's storage, with Optuna's heartbeat where it keeps one (an RDB: SQLite,
-        PostgreSQL, MySQL): a trial whose job was killed (kill -9, a lost node) stops beating,
-        is marked FAIL `grace_period` seconds later, and its parameters run again as a new trial
-        (RetryFailedTrialCallback). Each job beats for its trial (callbacks/pruning.py)."""
-        from optuna.storages import RDBStorage, RetryFailedTrialCallback
+        """The study's storage (callbacks/pruning.open_storage), with Optuna's heartbeat where it
+        keeps one (an RDB: SQLite, PostgreSQL, MySQL): a trial whose job was killed (kill -9, a
+        lost node) stops beating, is marked FAIL `grace_period` seconds later, and its parameters
+        run again as a new trial (RetryFailedTrialCallback). Each job beats for its trial."""
+        from optuna.storages import RetryFailedTrialCallback
+
+        from resnet_exp.callbacks.pruning import open_storage
 
         self.storage_object = self.storage
         if self.storage and "://" in str(self.storage):
-            self.storage_object = RDBStorage(
-                self.storage, heartbeat_interval=self.heartbeat_interval,
+            self.storage_object = open_storage(
+                str(self.storage), heartbeat_interval=self.heartbeat_interval,
                 grace_period=self.grace_period,
                 failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
         return self.storage_object
@@ -244,7 +216,6 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> None:
         import optuna
-        from optuna.trial import TrialState
 
         self.sweep_dir.mkdir(parents=True, exist_ok=True)  # sqlite cannot make its folder
         try:
@@ -262,28 +233,23 @@ class OptunaSweeper(Sweeper):
             trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - launched))]
             for trial in trials:  # a first beat: a job killed before its own is found stale too
                 beat(self.storage_object, self.study_name, trial.number)
-            batch = [job_overrides(fixed, t.params, t.number) for t in trials]
+            batch = [job_overrides(fixed, t.params, t.number, folder_number(study, t))
+                     for t in trials]
             self.validate_batch_is_legal(batch)
             returns = self.launcher.launch(batch, initial_job_idx=launched)
             launched += len(batch)
-            failures = 0
-            for trial, job in zip(trials, returns, strict=True):
-                try:
-                    value = job.return_value
-                except Exception:  # the job's error is in its run.json and the table
-                    value = None
-                run_dir = Path(job.hydra_cfg.hydra.runtime.output_dir)
-                trial.set_user_attr("run_dir", str(run_dir.resolve()))  # the dashboard shows it
-                if read.run_status(run_dir) == runs.PRUNED:
-                    study.tell(trial, state=TrialState.PRUNED)
-                elif value is None or (isinstance(value, float) and math.isnan(value)):
-                    failures += 1
-                    study.tell(trial, state=TrialState.FAIL)
-                else:
-                    study.tell(trial, float(value))
+            failures = sum(not tell(study, trial, job) for trial, job in zip(trials, returns,
+                                                                            strict=True))
             if failures / len(batch) > self.max_failure_rate:
                 raise RuntimeError(f"{failures} of {len(batch)} trials of a batch failed, more "
                                    f"than hydra.sweeper.max_failure_rate={self.max_failure_rate}")
+        self.report(study)
+
+    def report(self, study) -> None:
+        """The best trial, in optimization_results.yaml and printed with the dashboard command."""
+        import optuna
+        from optuna.trial import TrialState
+
         try:
             best = study.best_trial
         except ValueError:  # no trial completed
@@ -297,3 +263,24 @@ class OptunaSweeper(Sweeper):
             "best_value": best.value, "trials": counts, "optuna": optuna.__version__}),
             self.sweep_dir / "optimization_results.yaml")
         print(found(best, f"{self.config.monitor}_best", self.storage), flush=True)
+
+
+def tell(study, trial, job) -> bool:
+    """Tell the study how the trial's job ended: pruned (its run.json says so), failed (it raised,
+    or returned nothing or NaN), or its value. Whether it did not fail."""
+    from optuna.trial import TrialState
+
+    try:
+        value = job.return_value
+    except Exception:  # the job's error is in its run.json and the table
+        value = None
+    run_dir = Path(job.hydra_cfg.hydra.runtime.output_dir)
+    trial.set_user_attr("run_dir", str(run_dir.resolve()))  # the dashboard shows it
+    if read.run_status(run_dir) == runs.PRUNED:
+        study.tell(trial, state=TrialState.PRUNED)
+    elif value is None or (isinstance(value, float) and math.isnan(value)):
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    else:
+        study.tell(trial, float(value))
+    return True

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from resnet_exp.analysis.base import Analysis
 from resnet_exp.models.structure import structure_of
 
 
@@ -76,3 +77,37 @@ def cka_matrix(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor,
         rows.append([cka(fa, fb) for fb in b])
         advance()
     return {"layers_a": names_a, "layers_b": names_b, "cka": rows}
+
+
+class CKA(Analysis):
+    """`analysis=cka`: CKA between the run's own layers and, from `python -m resnet_exp.analyze`
+    with several runs, between the first run's and each other one's."""
+
+    def missing(self, model: nn.Module) -> str | None:
+        return None if layers(model) else "blocks or stages to compare"
+
+    def cost(self, model: nn.Module, others: int = 0) -> int:
+        return len(layers(model)) * (1 + others)
+
+    def run(self, model, x, y, others=(), advance=lambda: None) -> dict:
+        matrices = {"self": cka_matrix(model, model, x, advance=advance)}
+        for other_dir, other in others:
+            matrices[str(other_dir)] = cka_matrix(model, other, x, advance=advance)
+        own = matrices["self"]["cka"]
+        adjacent = [own[i][i + 1] for i in range(len(own) - 1)]
+        return {"matrices": matrices,
+                "summary": {"cka_adjacent_mean": sum(adjacent) / max(len(adjacent), 1)}}
+
+    def figure(self, result: dict):
+        from pathlib import Path
+
+        from resnet_exp import figures
+
+        matrices = result["matrices"]
+        fig, axes = figures.new_figure(4 * len(matrices), 4, ncols=len(matrices))
+        for ax, (label, matrix) in zip(axes[0], matrices.items(), strict=True):
+            image = ax.imshow(matrix["cka"], vmin=0, vmax=1, origin="lower", cmap="magma")
+            ax.set(title=figures.plain(label if label == "self" else Path(label).name),
+                   xlabel="layer", ylabel="layer")
+        fig.colorbar(image, ax=axes[0][-1])
+        return fig

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from resnet_exp.analysis.base import Analysis
+
 
 def filter_normalized_direction(model: nn.Module, generator: torch.Generator) -> dict:
     direction = {}
@@ -77,3 +79,38 @@ def landscape(model: nn.Module, x: torch.Tensor, y: torch.Tensor, points_1d: int
             "accuracy_1d": [v[1] for v in one], "grid": grid,
             "loss_2d": [[two[i * points_2d + j][0] for j in range(points_2d)]
                         for i in range(points_2d)]}
+
+
+class Landscape(Analysis):
+    """`analysis=landscape`: the loss along one direction (`points`) and over a plane (`grid`
+    squared evaluations: the expensive one), from -`span` to `span`."""
+
+    def __init__(self, points: int = 51, grid: int = 21, span: float = 1.0) -> None:
+        self.points, self.grid, self.span = points, grid, span
+
+    def cost(self, model: nn.Module, others: int = 0) -> int:
+        return self.points + self.grid ** 2
+
+    def run(self, model, x, y, others=(), advance=lambda: None) -> dict:
+        result = landscape(model, x, y, self.points, self.grid, self.span, advance=advance)
+        alphas, loss = result["alphas"], result["loss_1d"]
+
+        def at(alpha: float) -> float:
+            return loss[min(range(len(alphas)), key=lambda i: abs(alphas[i] - alpha))]
+
+        # how far the loss climbs half-way out along the direction, both ways on average
+        rise = (at(-self.span / 2) + at(self.span / 2)) / 2 - at(0.0)
+        return result | {"summary": {"landscape_rise_at_half_span": rise}}
+
+    def figure(self, result: dict):
+        from resnet_exp import figures
+
+        fig, axes = figures.new_figure(10, 4, ncols=2)
+        a, b = axes[0]
+        a.plot(result["alphas"], result["loss_1d"])
+        a.set(xlabel="alpha (filter-normalised direction)", ylabel="loss")
+        # loss_2d[i][j] is at (alpha_i, beta_j): rows are alpha, contour's y axis
+        contour = b.contour(result["grid"], result["grid"], result["loss_2d"], levels=20)
+        b.set(xlabel="beta (second direction)", ylabel="alpha")
+        fig.colorbar(contour, ax=b, label="loss")
+        return fig

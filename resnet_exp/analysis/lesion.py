@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from resnet_exp.analysis.base import Analysis
 from resnet_exp.analysis.landscape import loss_and_accuracy
 from resnet_exp.models.structure import Block, structure_of
 
@@ -74,3 +75,36 @@ def lesion(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: int = 5,
         result["k"].append({"k": k, "mean": statistics.fmean(accuracies),
                             "std": statistics.pstdev(accuracies)})
     return result
+
+
+class Lesion(Analysis):
+    """`analysis=lesion`: the lesion study on the run's best weights; `draws` per k."""
+
+    def __init__(self, draws: int = 5) -> None:
+        self.draws = draws
+
+    def missing(self, model: nn.Module) -> str | None:
+        return None if blocks(model) else "residual-style blocks to remove"
+
+    def cost(self, model: nn.Module, others: int = 0) -> int:
+        return evaluations(model, self.draws)
+
+    def run(self, model, x, y, others=(), advance=lambda: None) -> dict:
+        result = lesion(model, x, y, draws=self.draws, advance=advance)
+        single = [b["accuracy"] for b in result["blocks"]]
+        return result | {"summary": {"accuracy": result["accuracy"],
+                                     "lesion_one_block_mean": sum(single) / len(single),
+                                     "lesion_one_block_min": min(single)}}
+
+    def figure(self, result: dict):
+        from resnet_exp import figures
+
+        fig, axes = figures.new_figure(10, 3.5, ncols=2)
+        a, b = axes[0]
+        a.plot([r["accuracy"] for r in result["blocks"]], "o-")
+        a.axhline(result["accuracy"], color="gray", linestyle="--")
+        a.set(xlabel="block removed", ylabel="test accuracy")
+        b.errorbar([r["k"] for r in result["k"]], [r["mean"] for r in result["k"]],
+                   [r["std"] for r in result["k"]], marker="o")
+        b.set(xlabel="blocks removed at random (k)", ylabel="test accuracy")
+        return fig

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
+from resnet_exp.analysis.base import Analysis
+
 
 def top_eigenvalue(loss: Callable[[dict], torch.Tensor], params: dict, iterations: int = 100,
                    tol: float = 1e-3, seed: int = 0,
@@ -49,3 +51,18 @@ def sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, iterations: in
         return criterion(functional_call(model, (p, buffers), (x,)), y)
 
     return top_eigenvalue(loss, params, iterations, tol, advance=advance)
+
+
+class Sharpness(Analysis):
+    """`analysis=sharpness`: at most `iterations` power iterations, stopped when the eigenvalue
+    changes by less than `tol`, relatively."""
+
+    def __init__(self, iterations: int = 100, tol: float = 1e-3) -> None:
+        self.iterations, self.tol = iterations, tol
+
+    def cost(self, model: nn.Module, others: int = 0) -> int:
+        return self.iterations
+
+    def run(self, model, x, y, others=(), advance=lambda: None) -> dict:
+        result = sharpness(model, x, y, iterations=self.iterations, tol=self.tol, advance=advance)
+        return result | {"summary": {"sharpness": result["eigenvalue"]}}

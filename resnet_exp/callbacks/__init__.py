@@ -4,7 +4,7 @@
     checkpoint.py  ModelCheckpoint: best.ckpt, last.ckpt, and a checkpoint on SIGTERM
     guards.py      StopOnNonFinite; exit_on_sigterm (a scheduler's SIGTERM as an interruption)
     throughput.py  EpochThroughput: seconds per epoch and images per second
-    gradflow.py    GradientFlow: gradient statistics per layer (seeds 000 and 003)
+    gradflow.py    GradientFlow: gradient statistics per layer (Gitari's and Arenas López's plots)
     perclass.py    PerClassMetrics: confusion matrix, per-class precision/recall/F1
     samples.py     AugmentedSamples: training images beside augmentations of them
     outputs.py     where they write: the TensorBoard logger, the figures folder

@@ -32,7 +32,7 @@ def progress_bar(leave: bool = True, enabled: bool = True,
         return TQDMProgressBar(refresh_rate=0) if enabled else None
     if not enabled:
         return EpochLines()
-    return RichProgressBar(leave=leave) if console.is_terminal else EpochLinesBar()
+    return EpochBar(leave=leave) if console.is_terminal else EpochLinesBar()
 
 
 def model_summary(max_depth: int = 1) -> ModelSummary:
@@ -40,6 +40,16 @@ def model_summary(max_depth: int = 1) -> ModelSummary:
     from resnet_exp.console import console
 
     return (RichModelSummary if console.is_terminal else ModelSummary)(max_depth=max_depth)
+
+
+class EpochBar(RichProgressBar):
+    """Rich's bar, counting epochs as people do and as the lines below and the summary do:
+    `Epoch 1/15` ... `Epoch 15/15` (Lightning's own reads `Epoch 0/14` ... `Epoch 14/14`)."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        last = self.trainer.max_epochs
+        description = f"Epoch {current_epoch + 1}" + (f"/{last}" if last not in (None, -1) else "")
+        return f"{description:{len(self.validation_description)}}"
 
 
 class EpochLines(pl.Callback):

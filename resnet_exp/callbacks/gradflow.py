@@ -1,30 +1,34 @@
-"""Gradient flow through the weight layers (seeds 000 and 003): where gradients vanish.
+"""Gradient flow through the weight layers, as Gitari's ResNet course report and Arenas López's
+VGG study (docs/studies.md#sources) plot it: where gradients vanish.
 
 `GradientFlow` records, for every conv and linear weight in depth order, the mean absolute gradient
-(the y axis of seed 003's plots) and the L2 norm of the gradient:
+(the y axis of Arenas López's plots) and the L2 norm of the gradient:
 
 - every optimizer step, on the device: two fused norms over all weights (`torch._foreach_norm`,
   what `torch.nn.utils.clip_grad_norm_` runs), summed into an epoch total, with no host sync;
 - every `every_n_steps` steps, that step's values to TensorBoard, tags
   `gradient_flow/mean_abs/<index>_<layer>` and `gradient_flow/l2_norm/<index>_<layer>`;
 - every epoch, the epoch's averages to `<run>/gradient_flow.csv` (one row per epoch and layer);
-- at the end of training, seed 003's plot (x layers, y average |gradient|, log scale, one line per
-  epoch, a dotted line where each stage and the head begin, as the model declares them:
+- in metrics.json, `gradient_flow/first_to_last`: the last epoch's mean |gradient| of the first
+  weight layer over the last one's (far below 1 where gradients vanish on their way down), which
+  the report compares across runs;
+- at the end of training, Arenas López's plot (x layers, y average |gradient|, log scale, one
+  line per epoch, a dotted line where each stage and the head begin, as the model declares them:
   `structure()`, resnet_exp/models/structure.py) as `<run>/figures/gradient_flow.png` and
   TensorBoard image `gradient_flow`.
 
-The per-step scalars go to their own event file, `<run>/tensorboard/gradient_flow/` (a run of its
-own in TensorBoard's list): per layer and step they outnumber everything else a run logs about
-100 to 1 (ResNet-110, 164 CIFAR epochs, every 50 steps: 280k of 283k events, 17 MB), and kept
-apart they cost nothing to readers of the run's curves (the report, TensorBoard's first load):
-reading that run's curves takes about 7 s with them in the same file against 0.06 s without
-(docs/speed.md, "Gradient flow": the command, the machine and each reading).
+The per-step scalars go to their own event file, `<run>/gradient_flow/` (a run of its own in
+TensorBoard's list, outside the run's tensorboard/, where they would be metric columns of its
+HPARAMS row, sorted before the results): per layer and step they outnumber everything else a run
+logs about 100 to 1 (ResNet-110, 164 CIFAR epochs, every 50 steps: 280k of 283k events, 17 MB),
+and kept apart they cost nothing to readers of the run's curves (the report, TensorBoard's first
+load): reading that run's curves takes about 7 s with them in the same file against 0.06 s
+without (docs/speed.md, "Gradient flow": the command, the machine and each reading).
 """
 
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -34,9 +38,10 @@ from torch import nn
 from resnet_exp import figures
 from resnet_exp.callbacks.outputs import save_figure, tensorboard
 from resnet_exp.models.structure import structure_of
-from resnet_exp.runs import GRADIENT_FLOW_COLUMNS, GRADIENT_FLOW_FILE
+from resnet_exp.runs import GRADIENT_FLOW_COLUMNS, GRADIENT_FLOW_EVENTS_DIR, GRADIENT_FLOW_FILE
+from resnet_exp.runs.atomic import atomic_write
+from resnet_exp.runs.extension import Extension
 from resnet_exp.runs.read import read_gradient_flow
-from resnet_exp.runs.record import atomic_write
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -57,7 +62,7 @@ def unit_starts(model: nn.Module, names: list[str]) -> list[int]:
     return [i for i in range(1, len(names)) if owners[i] != owners[i - 1]]
 
 
-class GradientFlow(pl.Callback):
+class GradientFlow(pl.Callback, Extension):
     """See the module docstring. `output_dir` is the run folder (`${hydra:runtime.output_dir}`);
     without one, the trainer's `default_root_dir`."""
 
@@ -110,7 +115,7 @@ class GradientFlow(pl.Callback):
         if logger is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(os.path.join(logger.log_dir, "gradient_flow"))
+            self._writer = SummaryWriter(str(self.run_dir / GRADIENT_FLOW_EVENTS_DIR))
         self._tags = [
             [f"gradient_flow/{kind}/{i:03d}_{name}" for i, name in enumerate(self.names)]
             for kind in ("mean_abs", "l2_norm")
@@ -153,6 +158,13 @@ class GradientFlow(pl.Callback):
         self.history[trainer.current_epoch] = (mean_abs, l2, self._steps)
         self._reset()
         self._write_csv()
+
+    def results(self) -> dict:
+        if not self.history:
+            return {}
+        mean_abs = self.history[max(self.history)][0]
+        return {"gradient_flow/first_to_last": mean_abs[0] / mean_abs[-1] if mean_abs[-1] else
+                float("inf")}
 
     def _write_csv(self) -> None:
         def rows(f) -> None:

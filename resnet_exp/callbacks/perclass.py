@@ -1,5 +1,6 @@
-"""Per-class results of the test (seed 002): confusion matrix, precision, recall, F1, and a grid
-of sample predictions.
+"""Per-class results of the test, as Khalaf's ResNet-56 on CIFAR-10 reports them
+(docs/studies.md#sources): confusion matrix, precision, recall, F1, and a grid of sample
+predictions.
 
 Computed once per run, at the test of the best checkpoint (`Classifier.test_prefix == "test"`):
 train.py tests the last checkpoint too, as "test_last", and this callback sits that one out.
@@ -23,15 +24,16 @@ from torchmetrics.classification import (
 from resnet_exp import figures
 from resnet_exp.callbacks.outputs import save_figure
 from resnet_exp.console import literal
+from resnet_exp.runs.extension import Extension, RunStart
 
 KEY = "per_class"  # metrics.json: {"<prefix>/per_class": {"<class>": {"precision": ...}}}
 TABLE_ROWS = 20  # more classes than this: the console shows the worst ones, metrics.json all
 
 
-class PerClassMetrics(pl.Callback):
+class PerClassMetrics(pl.Callback, Extension):
     """Confusion matrix (`<run>/figures/confusion_matrix.png`, TensorBoard `test/confusion_matrix`),
-    per-class precision/recall/F1/support (`run_metrics`, which train.py adds to metrics.json,
-    and a rich table), and the first `num_samples` test images with true / predicted labels
+    per-class precision/recall/F1/support (its `results()`, for metrics.json, and a rich
+    table), and the first `num_samples` test images with true / predicted labels
     (`figures/test_predictions.png`, TensorBoard `test/predictions`).
 
     output_dir: the run folder (`${hydra:runtime.output_dir}`); None: the trainer's root dir.
@@ -44,7 +46,15 @@ class PerClassMetrics(pl.Callback):
         self.num_samples = num_samples
         self.prefix = prefix
         self.run_metrics: dict = {}
+        self.print_table = True
         self._active = False
+
+    def start(self, run: RunStart) -> None:
+        # a sweep's jobs leave their table to the sweep's summary: one per job buried it
+        self.print_table = not run.context.multirun
+
+    def results(self) -> dict:
+        return self.run_metrics
 
     def on_test_start(self, trainer, pl_module) -> None:
         self._active = getattr(pl_module, "test_prefix", "test") == self.prefix
@@ -97,7 +107,7 @@ class PerClassMetrics(pl.Callback):
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         # printed here, once the progress bar (torn down before) no longer redraws the console
-        if getattr(self, "_table", None) is not None:
+        if getattr(self, "_table", None) is not None and self.print_table:
             from resnet_exp.console import console
 
             console.print(self._table)

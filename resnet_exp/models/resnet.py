@@ -1,7 +1,8 @@
 """Residual networks and their plain counterparts (He et al. 2016, arXiv 1512.03385).
 
 - `CifarResNet`: the CIFAR-10 family of section 4.2 (depth 6n+2, widths 16/32/64), and, with a
-  bottleneck block, wider stem and conv biases, the seed-002 "ResNet-56".
+  bottleneck block, wider stem and conv biases, the "ResNet-56" of Khalaf's "Building and
+  Training a ResNet-56 Model on the CIFAR-10 Dataset" (docs/studies.md#sources).
 - `resnet`: torchvision's ImageNet ResNets (Table 1) with torchvision's module names, so its
   weights load unchanged; `cifar_stem` gives the ResNet-18 of the Cutout paper.
 
@@ -124,7 +125,7 @@ def _zero_init_residual(model: nn.Module, residual: bool) -> None:
 
 
 def _add_conv_biases(module: nn.Module) -> None:
-    """Give every conv a bias (torchvision's blocks have none): the seed-002 net has them."""
+    """Give every conv a bias (torchvision's blocks have none): Khalaf's net has them."""
     for name, child in module.named_children():
         if isinstance(child, nn.Conv2d) and child.bias is None:
             setattr(module, name, nn.Conv2d(
@@ -139,7 +140,7 @@ class CifarResNet(nn.Module):
 
     `shortcut`: "A" zero-pads the identity where the shape changes (the paper's CIFAR choice),
     "B" projects it with a 1x1 conv + BN there. `residual=False` is the paper's plain net of the
-    same depth. `block`, `stem_width` and `conv_bias` exist for the seed-002 network
+    same depth. `block`, `stem_width` and `conv_bias` exist for Khalaf's network
     (`conf/model/resnet56_bottleneck.yaml`). `zero_init_residual`: see `_zero_init_residual`.
     """
 

@@ -1,9 +1,10 @@
-"""The two small networks of seed 000 (ResNet_BigData_ComputerVision, Keras), in PyTorch.
+"""The two small networks of Gitari's course report "ResNet and Big Data Computer Vision
+Simulations" (Keras; docs/studies.md#sources), in PyTorch.
 
 - `BlockStack`: simulation 4, a stack of identical 64-channel blocks with or without skips.
 - `BaselineCNN`: simulation 5, the from-scratch CNN that the pretrained ResNet-50 is compared to.
 
-Keras convs and dense layers have biases by default and the seed kept them, so these do too.
+Keras convs and dense layers have biases by default and Gitari kept them, so these do too.
 Both declare their parts (`structure()`, models/structure.py); only `BlockStack` has blocks.
 """
 
@@ -46,7 +47,7 @@ class BlockStack(nn.Module):
     """7x7 stem (64) + BN + ReLU, `num_blocks` blocks, global average pool, dense 128 + ReLU,
     dropout 0.5, classifier; `num_blocks` is the depth knob of the residual-vs-standard study.
 
-    The seed's standard block also moved ReLU before BN; here `residual` is the only difference
+    Gitari's standard block also moved ReLU before BN; here `residual` is the only difference
     between the two networks, so the study measures the skip connection alone.
     """
 
@@ -87,7 +88,7 @@ class BlockStack(nn.Module):
 class BaselineCNN(nn.Module):
     """Four stages (32/64/128/256) of conv-ReLU-BN-conv-ReLU, 2x2 max-pool, dropout 0.25; global
     average pool, dense 512 + ReLU, dropout 0.5, classifier. 1,305,826 parameters for 2 classes
-    (the seed's Keras summary adds 960 non-trainable BN running statistics)."""
+    (Gitari's Keras summary adds 960 non-trainable BN running statistics)."""
 
     def __init__(
         self, num_classes: int = 2, in_channels: int = 3, weights: str | None = None
@@ -119,7 +120,7 @@ class BaselineCNN(nn.Module):
 
     def structure(self) -> Structure:
         """The four stages of `features`, the first conv in the first (no stem), and no blocks:
-        the seed's CNN has none for a lesion to remove."""
+        Gitari's CNN has none for a lesion to remove."""
         return Structure(
             stages=equal_stages("features", len(self.features), len(BASELINE_WIDTHS)),
             head=("avgpool", "fc1", "relu", "dropout", "fc"),

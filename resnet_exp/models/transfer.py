@@ -1,4 +1,5 @@
-"""Transfer learning (seed 000, simulation 5): a pretrained ResNet backbone under a new head.
+"""Transfer learning (Gitari's course report "ResNet and Big Data Computer Vision Simulations",
+simulation 5; docs/studies.md#sources): a pretrained ResNet backbone under a new head.
 
 Three modes, compared in `conf/experiment/transfer_learning*.yaml`:
 
@@ -7,7 +8,9 @@ Three modes, compared in `conf/experiment/transfer_learning*.yaml`:
   stay in eval mode and normalise with the pretrained running statistics even while the rest of
   the model trains (as Keras does for `trainable = False` layers). Only the new head learns.
 - `finetune`: the new head plus the last `trainable_stages` stages of the backbone are trained,
-  the backbone at `backbone_lr_scale` times the head's rate; earlier stages stay frozen as above.
+  the backbone at `backbone_lr_scale` times the head's rate (declared as `model.lr_scales`, which
+  the optimizer's parameter groups read: resnet_exp/param_groups.py); earlier stages stay frozen
+  as above.
 
 The network keeps its own class and state-dict keys (nothing is wrapped), so a fine-tuned
 checkpoint loads back into the plain model config, and its structure is the backbone's. The units
@@ -33,8 +36,9 @@ def _keep_eval(module: nn.Module, args: tuple) -> None:
     module.train(False)
 
 
-def parts(model: nn.Module) -> tuple[list[list[nn.Module]], list[nn.Module]]:
-    """([stem, stage 1, stage 2, ...], head): the backbone's declared units, input side first."""
+def parts(model: nn.Module) -> tuple[list[tuple[str, ...]], tuple[str, ...]]:
+    """([stem, stage 1, stage 2, ...], head): the backbone's declared units, input side first,
+    by module name."""
     declared = structure_of(model)
     if not declared.stages or not declared.head:
         raise UserError(
@@ -43,9 +47,7 @@ def parts(model: nn.Module) -> tuple[list[list[nn.Module]], list[nn.Module]]:
             "resnet_exp.models, e.g. resnet_exp.models.resnet.resnet (torchvision's ImageNet "
             "ResNets, their weights included) or .CifarResNet."
         )
-    units = [[model.get_submodule(name) for name in unit]
-             for unit in (declared.stem, *declared.stages) if unit]
-    return units, [model.get_submodule(name) for name in declared.head]
+    return [unit for unit in (declared.stem, *declared.stages) if unit], declared.head
 
 
 def transfer(
@@ -83,29 +85,25 @@ def transfer(
             "model.mode=feature_extract to train the head alone."
         )
     # A new head even when the pretrained one has the right shape: the target's classes are new.
-    for layer in head:
-        reset = getattr(layer, "reset_parameters", None)  # the layers with weights: fc (, fc1)
+    for name in head:
+        # the layers with weights: fc (, fc1)
+        reset = getattr(model.get_submodule(name), "reset_parameters", None)
         if reset is not None:
             reset()
     trained = units[len(units) - trainable_stages :] if mode == "finetune" else []
-    _freeze_all_but(model, [m for unit in trained for m in unit], head, backbone_lr_scale)
+    _freeze_all_but(model, [name for unit in trained for name in unit], head)
+    model.lr_scales = {name: backbone_lr_scale for unit in trained for name in unit}
     return model
 
 
-def _freeze_all_but(model: nn.Module, trained: list[nn.Module], head: list[nn.Module],
-                    lr_scale: float) -> None:
-    """Freeze every parameter and batch norm outside `trained` and `head`; `trained` learns at
-    `lr_scale` times the head's rate."""
-    trained_ids = {id(p) for m in trained for p in m.parameters()}
-    head_ids = {id(p) for layer in head for p in layer.parameters()}
+def _freeze_all_but(model: nn.Module, trained: list[str], head: tuple[str, ...]) -> None:
+    """Freeze every parameter and batch norm outside the modules named `trained` and `head`."""
+    tops = [model.get_submodule(name) for name in trained]
+    kept = {id(p) for m in [*tops, *map(model.get_submodule, head)] for p in m.parameters()}
     for p in model.parameters():
-        if id(p) in head_ids:
-            continue
-        if id(p) in trained_ids:
-            p.lr_scale = lr_scale  # read by resnet_exp.module.parameter_groups
-        else:
+        if id(p) not in kept:
             p.requires_grad_(False)
-    trained_modules = {id(m) for top in trained for m in top.modules()}
+    trained_modules = {id(m) for top in tops for m in top.modules()}
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in trained_modules:
             m.register_forward_pre_hook(_keep_eval)

@@ -1,5 +1,6 @@
-"""The VGG of the seed-003 depth study (Arenas, "Optimizing CNNs with residual blocks and batch
-normalization", CIFAR-100), built like the Edinburgh MLP-course `ConvolutionalNetwork` it used.
+"""The VGG of Arenas López's depth study ("Optimizing Convolutional Neural Networks with Residual
+Blocks and Batch Normalization", CIFAR-100; docs/studies.md#sources), built like the Edinburgh
+MLP-course `ConvolutionalNetwork` it used.
 
 Not torchvision's VGG: an entry conv, then S stages each of B processing blocks
 (conv3x3-act-conv3x3-act) and one reduction block (conv3x3-act-avgpool2-conv3x3-act), global

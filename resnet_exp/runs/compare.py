@@ -17,13 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resnet_exp import config
-from resnet_exp.runs import ANALYSIS_DIR, METRICS_FILE, NOT_TRAINING, RUN_FILE, read
+from resnet_exp.errors import UserError
+from resnet_exp.runs import (
+    ANALYSIS_DIR,
+    LAYOUT,
+    METRICS_FILE,
+    NOT_TRAINING,
+    RUN_FILE,
+    migrate,
+    read,
+)
 
 # runs: below this, reading event files in a process pool costs more than it saves
 PARALLEL_FROM = 16
-# panel -> the logged tags it can come from, first found wins (older runs: train/loss_epoch)
-CURVES = {"train/loss": ("train/loss", "train/loss_epoch"), "val/loss": ("val/loss",),
-          "train/acc": ("train/acc",), "val/acc": ("val/acc",)}
+# the logged tags drawn as curves, one panel each (older runs' tags: migrate.scalars)
+CURVES = ("train/loss", "val/loss", "train/acc", "val/acc")
 # What names a run or is no setting of its training: never a grouping key (a key or anything
 # under it: extras.print_config).
 NOT_SETTINGS = ("seed", "name", "tags", *NOT_TRAINING)
@@ -38,6 +46,7 @@ class Run:
     metrics: dict
     config: dict
     error: str | None = None
+    layout: int = LAYOUT  # run.json's (migrate.py)
     _choices: dict | None = field(default=None, repr=False)
 
     @property
@@ -70,17 +79,26 @@ def analysis_summaries(path: Path) -> dict:
     return found
 
 
-def read_run(path: Path) -> Run:
-    """A run folder as the report and the sweep table see it; never raises on a damaged one."""
+def _run_info(path: Path) -> tuple[dict, int]:
+    """run.json's fields and the folder's layout; its status says why where either is unusable."""
     try:
         info = read.read_json(path / RUN_FILE) if (path / RUN_FILE).is_file() else {}
-    except (OSError, ValueError):
-        info = {"status": "unreadable run.json"}
+        layout = migrate.layout(info)
+    except (OSError, ValueError, UserError):
+        return {"status": "unreadable run.json"}, migrate.UNVERSIONED
+    if layout > LAYOUT:  # listed, never averaged: its files may mean other things than ours
+        info = {**info, "status": f"layout {layout}, newer than this code reads"}
+    return info, layout
+
+
+def read_run(path: Path) -> Run:
+    """A run folder as the report and the sweep table see it; never raises on a damaged one."""
+    info, layout = _run_info(path)
     status = info.get("status") or "no run.json"
     metrics = {}
     try:
         if (path / METRICS_FILE).is_file():
-            metrics = read.read_json(path / METRICS_FILE)
+            metrics = migrate.metrics(read.read_json(path / METRICS_FILE), layout)
         elif status == "finished":
             status = "finished, no metrics.json"
     except (OSError, ValueError):
@@ -96,7 +114,7 @@ def read_run(path: Path) -> Run:
     seed = settings.pop("seed", info.get("seed"))
     for key in [k for k in settings if k.split(".")[0] in NOT_SETTINGS]:
         settings.pop(key)
-    return Run(path, status, seed, settings, metrics, saved, info.get("error"))
+    return Run(path, status, seed, settings, metrics, saved, info.get("error"), layout)
 
 
 def differing_keys(settings: list[dict[str, str]]) -> list[str]:
@@ -166,12 +184,12 @@ def curve_panels(configs: list[Configuration]) -> dict:
 
     finished = [r for c in configs for r in c.finished]
     paths = [r.path for r in finished]
-    scalars = dict(zip(paths, read_all_scalars(paths), strict=True))
+    scalars = {r.path: migrate.scalars(s, r.layout)
+               for r, s in zip(finished, read_all_scalars(paths), strict=True)}
     panels: dict = {panel: {} for panel in CURVES}
     for configuration in configs:
-        for panel, tags in CURVES.items():
-            series = [next((s[t] for t in tags if t in s), None)
-                      for s in (scalars[r.path] for r in configuration.finished)]
+        for panel in CURVES:
+            series = [scalars[r.path].get(panel) for r in configuration.finished]
             series = [[v for _, v in s] for s in series if s]
             if not series:
                 continue

@@ -1,19 +1,16 @@
-"""What TensorBoard's HPARAMS tab compares, a row per run: the run's settings and its results.
+"""A run's settings as flat columns, a row per run: what every logger records to compare runs by
+(TensorBoard's HPARAMS tab, MLflow's parameters, a CSV logger's hparams.yaml).
 
-TensorBoard shows the first few columns of each kind and hides the rest until ticked, so the
-order matters: settings that differ come first (TensorBoard sorts them by (not differs, name)),
-and a run marks as differing what its command line set and its seed: what a sweep swept. The
-result columns are the logged scalars themselves (TensorBoard reads each one's last value), key
-results first; a copy of them under another name would add a tag group to the Time Series page
-and points at step 0 of the test curves.
+The columns are the group choices, the scalar settings of the groups a study varies, and whatever
+the command line set. Which of them differ is for the reader to find across the runs it shows
+(TensorBoard marks them itself: resnet_exp/loggers/tensorboard.py): a run cannot know.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_only
 
 from resnet_exp.config import GROUPS, override_key
 from resnet_exp.runs import NOT_TRAINING
@@ -51,38 +48,3 @@ def column(key: str) -> str:
     """The column of an override's key: `model=resnet32` -> choice/model, `optimizer.lr` ->
     optimizer/lr."""
     return f"choice/{key}" if key in GROUPS else key.replace(".", "/")
-
-
-def first_settings(overrides: Sequence[str]) -> list[str]:
-    """The columns to show first: what the command line set, and the seed."""
-    keys = [override_key(o) for o in overrides]
-    return [column(k) for k in keys if not k.startswith(NOT_COLUMNS)] + ["seed"]
-
-
-def result_tags(metrics: dict, monitor: str) -> list[str]:
-    """The result columns, each a scalar the run logged (metrics.json's final/val/acc is the
-    last point of val/acc): the best monitored value and the two final tests first."""
-    logged = [k.removeprefix("final/") for k, v in metrics.items() if isinstance(v, (int, float))
-              and k.startswith(("final/", "test/", "test_last/", "time/", f"{monitor}_best"))]
-    first = [f"{monitor}_best", "test/acc", "test_last/acc"]
-    return list(dict.fromkeys([*[t for t in first if t in logged], *logged]))
-
-
-@rank_zero_only  # as the logger's own log_hyperparams: other ranks' experiment is a dummy
-def write(logger, params: dict, first: Iterable[str], results: Sequence[str]) -> None:
-    """The HPARAMS session of a TensorBoardLogger's run: its settings (`first` marked as
-    differing) and its result columns, which must be scalars logged in that run."""
-    from tensorboard.plugins.hparams import plugin_data_pb2
-    from torch.utils.tensorboard.summary import hparams
-
-    logger.log_hyperparams(params)  # hparams.yaml (no metrics: Lightning writes no summary)
-    experiment, start, end = hparams(params, dict.fromkeys(results, 0.0))
-    value = experiment.value[0]
-    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
-    marked = set(first)
-    for info in data.experiment.hparam_infos:
-        info.differs = info.name in marked
-    value.metadata.plugin_data.content = data.SerializeToString()
-    writer = logger.experiment._get_file_writer()
-    for summary in (experiment, start, end):
-        writer.add_summary(summary)

@@ -8,16 +8,15 @@ Hydra starts, around the jobs, whichever launcher or sweeper runs them.
   run already is never written into (only `resume=` continues a run): the default folder, named
   by the clock, moves to `<folder>_2`; one given with hydra.run.dir is refused.
 - `SweepSummary`: once every job of a sweep has returned (an Optuna search with failed trials
-  too), one table of the jobs: status, swept values, the objective and test accuracy. It reads
-  what the jobs left in their folders (compare.py), so a job that ran on a SLURM node shows up
-  the same as a local one.
+  too), one table of the jobs: status, swept values, the objective and test accuracy
+  (sweep_table.py). It reads what the jobs left in their folders (compare.py), so a job that
+  ran on a SLURM node shows up the same as a local one.
 """
 
 from __future__ import annotations
 
 import errno
 import itertools
-import math
 import os
 import signal
 import sys
@@ -29,17 +28,11 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
-from rich.table import Table
-from rich.text import Text
 
-from resnet_exp.config import better, check_run_settings, monitor_mode, override_key, short_value
+from resnet_exp.config import check_run_settings, monitor_mode, override_key
 from resnet_exp.errors import UserError, report_error
 from resnet_exp.runs import RUN_FILE, SWEEP_FILE, read
-from resnet_exp.runs.compare import differing_keys, read_run
 from resnet_exp.runs.context import resolving_as_run
-
-_STATUS_STYLE = {"finished": "green", "pruned": "magenta", "failed": "red", "interrupted": "yellow",
-                 "running": "cyan"}
 
 
 def check_writable(folder: Path, key: str) -> str | None:
@@ -154,49 +147,6 @@ class ClaimOutputFolder(Callback):
             node.dir = str(claimed)
 
 
-def _value(metrics: dict, key: str) -> float | None:
-    value = metrics.get(key)
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def sweep_table(sweep_dir: Path, monitor: str, mode: str = "max") -> Table:
-    """Job folder (under `sweep_dir`, named in the title), status, swept values,
-    `<monitor>_best` and test/acc of each job; the best job by `<monitor>_best` (lowest for
-    `mode` min) in bold."""
-    from resnet_exp.console import add_row, literal
-
-    sweep_dir = Path(sweep_dir)
-    jobs = [read_run(job) for job in (read.find_runs(sweep_dir) if sweep_dir.is_dir() else [])]
-    overrides = [{"seed": str(job.seed), **job.settings} for job in jobs]
-    metrics = [job.metrics for job in jobs]
-    keys = differing_keys(overrides)
-    objective = f"{monitor}_best"
-    scores = [_value(m, objective) for m in metrics]
-    best = better(mode)((i for i, s in enumerate(scores) if s is not None),
-                        key=scores.__getitem__, default=None)
-
-    table = Table(title=literal(f"{len(jobs)} jobs in {sweep_dir}"), header_style="bold")
-    table.add_column("folder", no_wrap=True)
-    table.add_column("status")
-    for key in keys:  # fold long names (optimizer.weight_decay) rather than cut them
-        table.add_column(literal(key), overflow="fold")
-    table.add_column(objective, justify="right", overflow="fold")
-    table.add_column("test/acc", justify="right", overflow="fold")
-    for i, job in enumerate(jobs):
-        status = job.status
-        test_acc = _value(metrics[i], "test/acc")
-        add_row(  # a job's folder name holds its overrides: 0_logger=[tensorboard,csv],...
-            table,
-            job.path.relative_to(sweep_dir),
-            Text(status, style=_STATUS_STYLE.get(status, "red")),
-            *(short_value(overrides[i].get(k, "")) for k in keys),
-            "" if scores[i] is None else f"{scores[i]:.4f}",
-            "" if test_acc is None else f"{test_acc:.4f}",
-            style="bold" if i == best else None,
-        )
-    return table
-
-
 class SweepSummary(Callback):
     """Prints `sweep_table` when a multirun ends."""
 
@@ -207,10 +157,11 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from resnet_exp.console import console
+        from resnet_exp.runs.sweep_table import print_sweep
 
         monitor = config.get("monitor", "val/acc")
-        console.print(sweep_table(Path(config.hydra.sweep.dir), monitor,
-                                  config.get("monitor_mode") or monitor_mode(monitor)))
+        print_sweep(console, Path(config.hydra.sweep.dir), monitor,
+                    config.get("monitor_mode") or monitor_mode(monitor))
 
 
 class ForwardSignals(Callback):

@@ -21,6 +21,7 @@ from resnet_exp.runs import (
     CSV_METRICS_FILE,
     DEBUG_DIR,
     HYDRA_FILE,
+    METRICS_FILE,
     OVERRIDES_FILE,
     RUN_FILE,
     SWEEP_FILE,
@@ -47,6 +48,12 @@ def run_status(run_dir: Path) -> str | None:
         return read_json(path).get("status")
     except (OSError, ValueError):
         return None
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """A run's metrics.json; {} when it has none (it has not finished)."""
+    path = Path(run_dir) / METRICS_FILE
+    return read_json(path) if path.is_file() else {}
 
 
 def is_run_dir(path: Path) -> bool:
@@ -142,9 +149,16 @@ def read_choices(run_dir: Path) -> dict[str, str]:
     return dict(node.get("hydra", {}).get("runtime", {}).get("choices", {}) or {})
 
 
+def read_searchpath(run_dir: Path) -> list[str]:
+    """The config folders the run added to conf/ (`hydra.searchpath`, from `.hydra/hydra.yaml`)."""
+    path = Path(run_dir) / HYDRA_FILE
+    node = (_read_yaml(path) or {}) if path.is_file() else {}
+    return [str(p) for p in node.get("hydra", {}).get("searchpath", None) or []]
+
+
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every logged scalar series as (step, value) pairs: from the CSV log when the run has one
-    (quick), else from the TensorBoard event files in tensorboard/ (not its subfolders: the
+    (quick), else from the TensorBoard event files in tensorboard/ (not its subfolders: older runs'
     gradient-flow scalars there are not curves and outnumber them a hundred to one)."""
     run_dir = Path(run_dir)
     series: dict[str, list[tuple[int, float]]] = {}

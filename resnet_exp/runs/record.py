@@ -1,125 +1,30 @@
-"""run.json and metrics.json: what a run records about itself, always written atomically.
-
-`atomic_write` is the one way this package writes a file that someone may read while it is being
-written (run.json, metrics.json, checkpoints, gradient_flow.csv): a temporary file in the same
-folder, fsynced, renamed over the target (atomic on POSIX), then the folder fsynced so that the
-rename survives a power cut. Readers see the old file or the new one, never half of one.
-"""
+"""run.json and metrics.json: what a run records about itself, always written atomically
+(runs/atomic.py), and the lock that tells a live run from one whose process died."""
 
 from __future__ import annotations
 
-import errno
 import fcntl
-import json
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from resnet_exp.errors import UserError
-from resnet_exp.runs import METRICS_FILE, RUN_FILE, STATUSES
+from resnet_exp.runs import LAYOUT, METRICS_FILE, RUN_FILE, STATUSES, migrate
+from resnet_exp.runs.atomic import write_json_atomic
 from resnet_exp.runs.read import read_json
 
 _PACKAGES = (
     "resnet-exp", "torch", "torchvision", "pytorch-lightning", "torchmetrics", "hydra-core",
     "omegaconf", "numpy", "tensorboard",
 )
-
-
-class WriteFailed(UserError, OSError):
-    """A file of the run could not be written: a UserError with the message, an OSError still
-    for code that handles failed writes."""
-
-
-def write_error(path: Path, error: OSError,
-                needed: Callable[[], int] | None = None) -> WriteFailed:
-    """An OSError of a write as one line: which file, why, and what to do about it; `needed`
-    gives the file's size in bytes, asked only for a full disk."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        try:
-            free = f"{shutil.disk_usage(path.parent).free / 2**20:,.1f} MiB free"
-        except OSError:
-            free = "free space unknown"
-        size = f"; this file needs about {needed() / 2**20:,.1f} MiB" if needed else ""
-        return WriteFailed(
-            f"no space left on the device holding {path.parent} ({free}{size}): free some space, "
-            "or write runs elsewhere with hydra.run.dir=... (hydra.sweep.dir=... for a sweep)"
-        )
-    return WriteFailed(
-        f"cannot write {path} ({error.strerror or error}): the output folder must be a writable "
-        "folder; choose another with hydra.run.dir=... (hydra.sweep.dir=... for a sweep)"
-    )
-
-
-def _os_error(error: BaseException, path: Path,
-              needed: Callable[[], int] | None) -> OSError | None:
-    """The OSError behind a failed write: `error` or one in its cause chain; or, for the
-    RuntimeError that torch's zip writer raises on a full disk without an errno ("[enforce fail
-    at inline_container.cc]"), ENOSPC when the device has less room left than the file needs."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, OSError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    if not isinstance(error, RuntimeError):
-        return None
-    try:
-        free = shutil.disk_usage(path.parent).free
-    except OSError:
-        return None
-    return OSError(errno.ENOSPC, "No space left on device") if free < (
-        needed() if needed else 2**20) else None
-
-
-def atomic_write(path: Path | str, write: Callable[[IO], None], binary: bool = False,
-                 needed: Callable[[], int] | None = None) -> None:
-    """Call `write(file)` on a temporary file beside `path`, fsync, rename it over `path`, fsync
-    the folder. An OSError (a full disk, a read-only folder) becomes a UserError naming the file;
-    `needed()` gives the expected size in bytes, for that message."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise write_error(path, e, needed) from e
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from the rest of a team
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        os_error = _os_error(e, path, needed)  # before the unlink gives the space back
-        Path(tmp).unlink(missing_ok=True)
-        if os_error is not None:
-            raise write_error(path, os_error, needed) from e
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass  # some file systems cannot fsync a folder; the rename has happened
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    def dump(f) -> None:
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
-        f.write("\n")
-
-    atomic_write(path, dump)
 
 
 def _now() -> str:
@@ -173,7 +78,11 @@ class RunRecord:
 
     def start(self, seed: int | None, extra: dict | None = None) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # a run started before (now resumed) keeps its layout: its .hydra/ and earlier events
+        # stay as that layout's code wrote them
+        started = "start_time" in self.data
         self.data.update(
+            layout=migrate.layout(self.data, self.path) if started else LAYOUT,
             status="running",
             start_time=_now(),
             end_time=None,
@@ -249,6 +158,28 @@ def lock(run_dir: Path, write: bool = True) -> Iterator[None]:
         ) from None
     try:
         yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def held(run_dir: Path) -> Iterator[bool]:
+    """Whether `lock` is free: True, and the folder held by this process for the block, when no
+    process writes in it (a `running` run whose process died: the OS released its lock); False
+    while a run holds it. `runs clean` deletes a folder only inside this block, so that a run
+    cannot start writing there meanwhile."""
+    try:
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError:  # gone, or not ours to read: nothing that this process may take
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        free = True
+    except OSError:
+        free = False
+    try:
+        yield free
     finally:
         os.close(fd)
 

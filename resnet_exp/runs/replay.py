@@ -5,8 +5,8 @@ A run is replayed the way Hydra recorded it: its `.hydra/overrides.yaml` over to
 then the user's extra overrides, which replace saved ones of the same key. Before anything is
 built, the composed config must pass the allow-list (trust.py), and keys where it differs from
 the saved `.hydra/config.yaml` (the config tree changed since the run) are named in a warning.
-Classes that moved between modules since a run was saved are read under their new import paths
-(`MOVED`), so runs written by an older layout replay without a warning or `--trust`.
+A run of an older layout is read through migrate.py (classes that moved since are named by
+today's import paths); one of a newer layout is refused there.
 
 Imports no torch: `__main__` replays `resume=RUN_DIR` before Hydra starts.
 """
@@ -20,68 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from resnet_exp import config
 from resnet_exp.errors import UserError
-from resnet_exp.runs import OVERRIDES_FILE, RUN_FILE, read, trust
+from resnet_exp.runs import OVERRIDES_FILE, RUN_FILE, migrate, read, trust
 
 # Keys of the replay machinery itself, never replayed from a run's saved overrides.
 OWN_KEYS = ("resume",)
 # A sweep's job replays as that one job: an Optuna trial's `hparams_search=...` sets MULTIRUN,
 # and would start a new search.
 ONE_JOB = "hydra.mode=RUN"
-# Import paths of the flat layout (one module per idea, before data/, callbacks/ and runs/) ->
-# today's canonical ones. A saved override or config that names an old path is read with the new.
-MOVED = {
-    "resnet_exp.augment.Augmentation": "resnet_exp.data.augment.Augmentation",
-    "resnet_exp.folders.ImageFolder": "resnet_exp.data.folders.ImageFolder",
-    "resnet_exp.folders.ImageNet": "resnet_exp.data.folders.ImageNet",
-    "resnet_exp.checkpoints.ModelCheckpoint": "resnet_exp.callbacks.checkpoint.ModelCheckpoint",
-    "resnet_exp.gradflow.GradientFlow": "resnet_exp.callbacks.gradflow.GradientFlow",
-    "resnet_exp.guards.EpochSeed": "resnet_exp.seeding.EpochSeed",
-    "resnet_exp.guards.StopOnNonFinite": "resnet_exp.callbacks.guards.StopOnNonFinite",
-    "resnet_exp.perclass.PerClassMetrics": "resnet_exp.callbacks.perclass.PerClassMetrics",
-    "resnet_exp.samples.AugmentedSamples": "resnet_exp.callbacks.samples.AugmentedSamples",
-    "resnet_exp.outputs.CheckOutput": "resnet_exp.runs.hydra_hooks.ClaimOutputFolder",
-    "resnet_exp.sweeps.SweepSummary": "resnet_exp.runs.hydra_hooks.SweepSummary",
-}
-
-
-def canonical(target: str) -> str:
-    """Today's canonical name for a target of this package that a run saved under an old path or
-    through a package's re-export (`resnet_exp.callbacks.GradientFlow`); others are unchanged.
-    Only names of the allowed set are ever given back, so this allows nothing new (trust.py).
-
-    >>> canonical("resnet_exp.data.CIFAR10"), canonical("resnet_exp.gradflow.GradientFlow")
-    ('resnet_exp.data.memory.CIFAR10', 'resnet_exp.callbacks.gradflow.GradientFlow')
-    """
-    target = MOVED.get(target, target)
-    package, _, name = target.rpartition(".")
-    if trust.allowed(target) or not package.startswith("resnet_exp"):
-        return target
-    found = [t for t in trust.project_targets() if t.startswith(package + ".")
-             and t.endswith("." + name)]
-    return found[0] if len(found) == 1 else target
-
-
-def renamed(text: str) -> str:
-    """An override of a `_target_` with the value's canonical name (`canonical`).
-
-    >>> renamed("+callbacks.g._target_=resnet_exp.gradflow.GradientFlow")
-    '+callbacks.g._target_=resnet_exp.callbacks.gradflow.GradientFlow'
-    """
-    key, sep, value = text.partition("=")
-    if not sep or not key.endswith("_target_"):
-        return text
-    new = canonical(unquote(value))
-    return text if new == unquote(value) else f"{key}={new}"
-
-
-def _renamed_config(node):
-    """A saved config (plain data) with every old `_target_` replaced."""
-    if isinstance(node, dict):
-        return {k: canonical(v) if k == "_target_" and isinstance(v, str) else _renamed_config(v)
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_renamed_config(v) for v in node]
-    return node
 
 
 def _outside_the_tree(override: str) -> bool:
@@ -94,13 +39,13 @@ def _outside_the_tree(override: str) -> bool:
     return ".." in value or "/" in value or value.startswith(("~", "\\"))
 
 
-def replay_overrides(run_dir: Path, extra: list[str], allow: bool = False) -> list[str]:
-    """The run's saved overrides, minus those that `extra` replaces, then `extra`. Refused
-    when the file could not have been written by a run: Hydra's own keys, or (unless `allow`)
-    a group option outside the config tree."""
+def replay_overrides(run_dir: Path, extra: list[str], allow: bool, layout: int) -> list[str]:
+    """The run's saved overrides (of its `layout`: migrate.py), minus those that `extra`
+    replaces, then `extra`. Refused when the file could not have been written by a run: Hydra's
+    own keys, or (unless `allow`) a group option outside the config tree."""
     source = run_dir / OVERRIDES_FILE
     try:
-        saved = [renamed(o) for o in read.read_overrides(run_dir)
+        saved = [o for o in migrate.overrides(read.read_overrides(run_dir), layout)
                  if config.override_key(o) not in OWN_KEYS]
     except Exception as e:  # yaml's, Hydra's parser's: no common base class
         raise UserError(f"{source} cannot be read as Hydra overrides ({type(e).__name__}: "
@@ -118,6 +63,14 @@ def replay_overrides(run_dir: Path, extra: list[str], allow: bool = False) -> li
                 f"conf/, which could hold any code. Read it; if you trust it, pass --trust"
             )
     replaced = {config.override_key(o) for o in extra}
+    searchpath = read.read_searchpath(run_dir)
+    if searchpath and "hydra.searchpath" not in replaced:  # the run's own config folders too
+        if not allow:
+            raise UserError(
+                f"refusing the config of {run_dir}: it read config files from "
+                f"{', '.join(searchpath)} besides conf/ (hydra.searchpath), which could hold any "
+                "code. Read them; if you trust them, pass --trust")
+        extra = extra + [f"hydra.searchpath=[{','.join(searchpath)}]"]
     if "cpu_threads" not in replaced:  # the same float sums as the run: its thread count
         threads = _recorded_threads(run_dir)
         extra = extra + ([f"cpu_threads={threads}"] if threads else [])
@@ -146,11 +99,12 @@ def _flat(node, prefix: str = "") -> dict[str, object]:
     return {prefix[:-1]: node}
 
 
-def drift(saved: DictConfig, composed: DictConfig, extra: list[str]) -> list[str]:
-    """Keys whose value differs between the run's saved config and today's composition of its
-    overrides, leaving out those the user overrode (`extra`) and the replay's own keys."""
+def drift(saved: DictConfig, composed: DictConfig, extra: list[str], layout: int) -> list[str]:
+    """Keys whose value differs between the run's saved config (of its `layout`: migrate.py)
+    and today's composition of its overrides, leaving out those the user overrode (`extra`) and
+    the replay's own keys."""
     ignore = {config.override_key(o) for o in extra} | set(OWN_KEYS) | {"hydra"}
-    old = _flat(_renamed_config(OmegaConf.to_container(saved, resolve=False)))
+    old = _flat(migrate.config(OmegaConf.to_container(saved, resolve=False), layout))
     new = _flat(OmegaConf.to_container(composed, resolve=False))
     changed = []
     for key in sorted(old.keys() | new.keys()):
@@ -181,11 +135,12 @@ def _roots(overrides: list[str], extra: list[str], run_dir: Path, output_dir: Pa
 
 def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None = None):
     """(overrides to replay, composed config) for a saved run, refused when it names code
-    outside the allow-list (unless `allow`), with a warning on stderr when the config tree has
-    changed since the run."""
+    outside the allow-list (unless `allow`) or is of a newer layout than this code reads, with a
+    warning on stderr when the config tree has changed since the run."""
     run_dir = Path(run_dir)
+    layout = migrate.check(run_dir)  # before anything of the folder is read by today's layout
     saved = read.load_config(run_dir)
-    overrides = replay_overrides(run_dir, extra, allow)
+    overrides = replay_overrides(run_dir, extra, allow, layout)
     roots = None if allow else _roots(overrides, extra, run_dir, output_dir)
     cfg = config.compose(overrides, output_dir, with_hydra=True)
     given = {config.override_key(o) for o in extra}
@@ -200,25 +155,10 @@ def replay(run_dir: Path, extra: list[str], allow: bool, output_dir: Path | None
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     # the thread count replay_overrides pins from run.json differs from the saved `auto` by design
     pinned = [o for o in overrides if config.override_key(o) == "cpu_threads"]
-    changed = drift(saved, task, extra + kept + pinned)
+    changed = drift(saved, task, extra + kept + pinned, layout)
     if changed:
         shown = "\n  ".join(changed[:10]) + (f"\n  ... {len(changed) - 10} more"
                                              if len(changed) > 10 else "")
         print(f"warning: the config tree has changed since {run_dir} ran; these keys differ "
               f"from its saved config:\n  {shown}", file=sys.stderr)
     return overrides, cfg
-
-
-def quote(value: str) -> str:
-    """A string as a quoted Hydra override value (paths may hold spaces or `=`)."""
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def unquote(value: str) -> str:
-    """An override value as typed, without the quotes around it (if any).
-
-    >>> unquote("'a b'"), unquote('"x"'), unquote("plain")
-    ('a b', 'x', 'plain')
-    """
-    value = value.strip()
-    return value[1:-1] if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"" else value

@@ -13,15 +13,15 @@ Imports no torch: `__main__` calls `command_line` before Hydra starts.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from resnet_exp import config
+from resnet_exp.config import quote, unquote
 from resnet_exp.errors import UserError
 from resnet_exp.runs import CHECKPOINT_DIR, METRICS_FILE, RUN_FILE, read, record
-from resnet_exp.runs.replay import ONE_JOB, quote, replay, unquote
+from resnet_exp.runs.replay import ONE_JOB, replay
 
 RESUME_PREFIXES = ("resume=", "+resume=", "++resume=")
 
@@ -59,6 +59,10 @@ def command_line(argv: list[str]) -> list[str]:
     (`hydra.output_subdir=null`), as one job even where the run was a sweep's job
     (`replay.ONE_JOB`). Other command lines are returned unchanged."""
     args = argv[1:]
+    if os.environ.get("LOCAL_RANK", "0") != "0" and ONE_JOB in args:
+        # Lightning's DDP re-runs rank 0's command line for the other local ranks: the one
+        # made here, already checked (with --trust, which is not in it, where it was given)
+        return argv
     allow = "--trust" in args
     args = [a for a in args if a != "--trust"]
     check_parsable(args)
@@ -128,20 +132,3 @@ def finished(run_dir: Path) -> dict:
                           "again")
     return metrics
 
-
-def logger_kwargs(node: DictConfig, purge_step: int | None, run_dir: Path) -> dict:
-    """What a resumed run's loggers need to continue. TensorBoard hides the events logged again:
-    SummaryWriter(purge_step) marks every event at or after that step in the folder's older
-    files as superseded. MLflow continues the run whose id run.json recorded."""
-    target = str(node.get("_target_", ""))
-    if purge_step is None:
-        return {}
-    if target.endswith("TensorBoardLogger"):
-        return {"purge_step": purge_step}
-    if target == "resnet_exp.loggers.mlflow":
-        try:
-            run_id = read.read_json(run_dir / RUN_FILE).get("mlflow_run_id")
-        except (OSError, ValueError):  # an unreadable run.json: a new MLflow run
-            run_id = None
-        return {"run_id": run_id} if run_id else {}
-    return {}

@@ -40,10 +40,10 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Modules of this package whose public top-level classes a config may name (the data modules,
 # networks, callbacks, the LightningModule, the Hydra callbacks...), and those whose public
 # functions are factories too. Other modules hold functions that write files (checkpoints.save,
-# runs.record.write_json_atomic): never targets.
-TARGET_MODULES = ("data.", "models.", "callbacks.", "analysis.", "module", "checkpoints",
-                  "profiling", "analyze", "seeding", "runs.hydra_hooks")
-FACTORY_MODULES = ("models.", "callbacks.", "schedules", "loggers")
+# runs.atomic.write_json_atomic): never targets.
+TARGET_MODULES = ("data.", "models.", "callbacks.", "analysis", "loggers.", "module",
+                  "param_groups", "checkpoints", "profiling", "seeding", "runs.hydra_hooks")
+FACTORY_MODULES = ("models.", "callbacks.", "schedules")
 
 _OPTIMIZERS = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
                "Adagrad": "adagrad", "Adadelta": "adadelta", "Adamax": "adamax", "NAdam": "nadam",
@@ -74,7 +74,8 @@ _HYDRA = ("hydra._internal.core_plugins.basic_launcher.BasicLauncher",
           "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
           "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
           "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
-          "hydra_plugins.resnet_exp_sweepers.optuna_sweeper.OptunaSweeper")
+          "hydra_plugins.resnet_exp_sweepers.optuna_sweeper.OptunaSweeper",
+          "hydra_plugins.resnet_exp_sweepers.slurm_launcher.SlurmLauncher")
 # The third-party classes a user may put in a config in place of the shipped ones: the spelling
 # their documentation uses -> the canonical name of the object it locates (tests/test_trust.py
 # locates both). Canonical spellings are accepted too.
@@ -101,7 +102,7 @@ SWAPPABLE: dict[str, str] = {
 PATH_KEYS = frozenset({"root", "save_dir", "dirpath", "default_root_dir", "log_dir", "output_dir",
                        "run_dir", "f", "path", "filename", "dir", "file", "ckpt_path",
                        "tracking_uri", "storage", "submitit_folder", "artifact_location"})
-_LOCAL_SCHEMES = ("sqlite:///", "file://", "file:")
+_LOCAL_SCHEMES = ("sqlite:///", "journal:///", "file://", "file:")  # an Optuna journal's too
 
 
 def _module_name(path: Path) -> str:
