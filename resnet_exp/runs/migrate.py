@@ -51,6 +51,8 @@ MOVED = {
 }
 # An analysis knob's key -> today's, under the analysis it belongs to (conf/analysis/).
 RENAMED_KEYS = {"analysis.draws": "analysis.lesion.draws",
+                # the parameter groups' own node (param_groups.py), no longer the module's flag
+                "module.weight_decay_bn_bias": "module.param_groups.weight_decay_bn_bias",
                 **{f"analysis.{k}": f"analysis.landscape.{k}" for k in ("points", "grid", "span")},
                 **{f"analysis.{k}": f"analysis.sharpness.{k}" for k in ("iterations", "tol")}}
 
@@ -134,8 +136,8 @@ def renamed(override: str) -> str:
 
     >>> renamed("+callbacks.g._target_=resnet_exp.gradflow.GradientFlow")
     '+callbacks.g._target_=resnet_exp.callbacks.gradflow.GradientFlow'
-    >>> renamed("analysis.grid=11")
-    'analysis.landscape.grid=11'
+    >>> renamed("analysis.grid=11"), renamed("module.weight_decay_bn_bias=false")
+    ('analysis.landscape.grid=11', 'module.param_groups.weight_decay_bn_bias=false')
     """
     key, sep, value = override.partition("=")
     bare = key.lstrip("+~")
