@@ -163,7 +163,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         save(checkpoint, path)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
-        return load(path, map_location=map_location or "cpu")
+        # `read`, not `load`: ddp_spawn hands rank 0's bare state dict to the main process through
+        # this plugin (Lightning's _MultiProcessingLauncher, `.temp.ckpt`), a dict without
+        # "state_dict"; what a run resumes from, train.py has checked with `load` already
+        return read(path, map_location=map_location or "cpu")
 
 
 def resume_step(module: nn.Module, path: str | Path | None) -> int:

@@ -5,8 +5,8 @@
 A training step adds to the sums with a few in-place tensor ops and reads nothing back from the
 device; Lightning computes and resets them at the epoch's end, summed over the processes under
 DDP (torchmetrics' `compute`). torchmetrics' MulticlassAccuracy and MeanMetric give the same
-numbers, at about three times the cost per step (their argument checks, casts and four
-stat-score sums): measured in docs/speed.md.
+numbers (tests/test_module.py) at a higher cost per step, for argument checks, casts and four
+stat-score sums: measured in docs/speed.md#per-step.
 
 >>> import torch
 >>> m = StageMetrics(topk=(1, 5))

@@ -76,8 +76,8 @@ class Classifier(pl.LightningModule):
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning (2.6, trainer/call.py) sets this string before and after every hook it calls,
-        # ~50 times a training step; nn.Module's __setattr__ first looks the name up among
-        # parameters, buffers and submodules (1.4 us against 0.1 us: docs/speed.md).
+        # dozens of times a training step, and nn.Module's __setattr__ first looks each name up
+        # among parameters, buffers and submodules: measured in docs/speed.md#per-step.
         if name == "_current_fx_name":
             object.__setattr__(self, name, value)
         else:
@@ -109,7 +109,8 @@ class Classifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(self.layout(x))
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor],
+              stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)  # y: labels, or mixup/CutMix's soft targets (N x C)

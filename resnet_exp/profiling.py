@@ -15,9 +15,9 @@ _NOTHING = nullcontext()
 
 
 class NoProfiler(PassThroughProfiler):
-    """Lightning's default, which records nothing, minus the cost of recording nothing: it still
-    builds a context manager (a generator) for every hook it calls, about 60 a training step,
-    2 us each: ~0.5% of the default run's step (docs/speed.md). One shared, empty one here."""
+    """Lightning's default, which records nothing, minus the cost of recording nothing: that one
+    still builds a context manager (a generator) around every hook Lightning calls, dozens a
+    training step (docs/speed.md#per-step counts and times them). One shared, empty one here."""
 
     def profile(self, action_name: str) -> AbstractContextManager:
         return _NOTHING

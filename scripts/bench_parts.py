@@ -69,7 +69,7 @@ def part_train(args, ctx: BenchContext, log) -> list[dict]:
     for label, depth in [("ResNet-20, digits 8x8, batch 64 (default run)", None), *labels]:
         log(f"  {label}")
         if depth is None:
-            case, target = Case(label, ["model=resnet20", *ctx.overrides], ctx.out), 0.9
+            case, target = Case(label, ["model=resnet20", *ctx.overrides], ctx.out), 0.95
         else:
             case, target = ctx.case(label, [f"model=resnet{depth}", "augmentation=standard"]), 0.97
         warmup, steps = calibrate(case.bare, case.batch_size, args.seconds)

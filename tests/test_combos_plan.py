@@ -1,17 +1,18 @@
 """The combination matrix's plan (tests/combos/matrix.py), checked in every `make test` without
 running it: each option of each group is in a cell or excluded with a reason, each pair of
-options that may run together is in some cell, and no cell holds a pair that may not."""
+options that may run together is in some cell, no cell holds a pair that may not, and each
+known failure has its own cell."""
 
 from __future__ import annotations
 
 from itertools import combinations
 
-from combos import matrix
+from combos import matrix, tree
 
 
 def test_every_option_of_every_group_is_in_a_cell_or_excluded_with_its_reason():
-    groups = {"model": matrix.options("model"), "launcher": matrix.launchers(),
-              **{g: matrix.options(g) for g in ("data", "augmentation", "trick", "optimizer",
+    groups = {"model": tree.options("model"), "launcher": tree.launchers(),
+              **{g: tree.options(g) for g in ("data", "augmentation", "trick", "optimizer",
                                                 "scheduler", "callbacks", "logger", "analysis",
                                                 "trainer")}}
     cells = matrix.cells()
@@ -33,8 +34,14 @@ def test_every_pair_that_may_run_together_is_in_a_cell_and_no_cell_holds_one_tha
             for y in params[b]:
                 if matrix.conflict({a: x, b: y}) is None:
                     assert ((a, x), (b, y)) in covered, ((a, x), (b, y))
-    assert not [c.id for c in matrix.cells() if matrix.conflict(c.values)]
+    assert not [c.id for c in matrix.cells() if not c.known and matrix.conflict(c.values)]
+
+
+def test_each_known_failure_has_one_cell_that_holds_it_and_nothing_the_framework_refuses():
+    known = [c for c in matrix.cells() if c.known]
+    assert sorted(c.known for c in known) == sorted(matrix.KNOWN)
+    assert all(matrix.conflict(c.values) and not matrix.refusal(c.values) for c in known)
 
 
 def test_a_cell_runs_a_member_of_its_family():
-    assert all(c.model in matrix.families()[c.values["model"]] for c in matrix.cells())
+    assert all(c.model in tree.families()[c.values["model"]] for c in matrix.cells())

@@ -85,6 +85,17 @@ def test_a_checkpoint_holding_code_is_refused_without_running_it(tmp_path):
     assert not marker.exists()
 
 
+def test_the_checkpoint_plugin_hands_a_bare_state_dict_back_as_ddp_spawn_needs(tmp_path):
+    # Lightning's spawn launcher saves rank 0's weights through the plugin and loads them back in
+    # the main process: `trainer=ddp trainer.strategy=ddp_spawn` failed there with "is not a
+    # Lightning checkpoint: it has no state_dict" (found by tests/combos/)
+    plugin, weights = checkpoints.AtomicCheckpointIO(), {"fc.weight": torch.ones(2, 3)}
+    plugin.save_checkpoint(weights, tmp_path / ".temp.ckpt")
+    loaded = plugin.load_checkpoint(tmp_path / ".temp.ckpt")
+    assert loaded.keys() == weights.keys()
+    assert torch.equal(loaded["fc.weight"], weights["fc.weight"])
+
+
 def test_a_raw_pickle_is_named_as_python_objects_and_never_loaded(tmp_path):
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"

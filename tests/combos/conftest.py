@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from conftest import SHARED, made_once
 
+from combos.shrink import SIDE
+
 CIFAR_JPEGS = SHARED / "data" / "cifar10-jpeg.tar.gz"
 # per class: 12 training and 4 test images (10 classes: 120 and 40, 20 of the 120 held out)
 PER_CLASS = {"train": 12, "test": 4}
@@ -53,11 +55,13 @@ def data_args(tmp_path_factory) -> dict[str, list[str]]:
     args = {"fashion_mnist": [f"data.root={fashion}", "data.val_size=20"]}
     if CIFAR_JPEGS.exists():
         jpegs = made_once(tmp_path_factory, "combos_cifar_jpegs", _cifar_jpegs)
-        # in the training process: DataLoader workers would start processes on a 2-core box
-        args["imagefolder"] = [f"data.root={jpegs}", "data.val_size=20", "data.num_workers=0"]
+        # in the training process (DataLoader workers would start processes on a 2-core box),
+        # at 16 pixels (shrink.SIDE)
+        args["imagefolder"] = [f"data.root={jpegs}", "data.val_size=20", "data.num_workers=0",
+                               f"data.image_size={SIDE}"]
         # CIFAR-10's classes in the ImageFolder layout ImageNet reads too (train/, test/)
-        args["imagenet"] = [f"data.root={jpegs}", "data.num_classes=10", "data.image_size=32",
-                            "data.num_workers=0"]
+        args["imagenet"] = [f"data.root={jpegs}", "data.num_classes=10", "data.num_workers=0",
+                            f"data.image_size={SIDE}"]
     return args
 
 

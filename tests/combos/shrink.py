@@ -2,7 +2,7 @@
 the option is (its block, shortcut, stem; its crop; its analysis), so that a ResNet-1202 or an
 ImageNet recipe trains a few batches in about a second on one CPU core.
 
-A rule here reads the option's own keys (`matrix.node`), so a new option of a group gets the
+A rule here reads the option's own keys (`tree.node`), so a new option of a group gets the
 rule of its kind; an option no rule knows runs as it is.
 """
 
@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from combos import matrix
+from combos import matrix, tree
 
 # Every trainer option with the smoke limits (trainer=smoke's numbers, one validation and one
 # test batch): 1 epoch of 3 batches, so that a kill at batch 1 lands mid-epoch.
 TRAINER = ["trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
            "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
            "trainer.num_sanity_val_steps=0", "trainer.log_every_n_steps=1"]
-# Every cell: batches of 16, one intra-op thread and deterministic algorithms (a killed cell's
-# resume must reproduce its twin's metrics exactly: the thread count changes float sums).
-EVERY_CELL = ["data.batch_size=16", "data.eval_batch_size=32", "cpu_threads=1",
+# Every cell: batches of 8 (16 to evaluate), one intra-op thread and deterministic algorithms (a
+# killed cell's resume must reproduce its twin's metrics exactly: threads change float sums).
+EVERY_CELL = ["data.batch_size=8", "data.eval_batch_size=16", "cpu_threads=1",
               "deterministic=true", *TRAINER]
+# Images of generated and folder sets at 16 pixels (CIFAR-style nets keep 3 stages of it; a
+# CIFAR-stem ResNet-18 costs 4x less than at 32), and the generated sets a few batches long.
+SIDE = 16
+SYNTHETIC_SIZES = {"num_train": 64, "num_val": 16, "num_test": 16}
 # The smallest depth of each model family (the table its builder checks): a ResNet-1202 or a
 # 152 keeps its block, shortcut and stem and trains as fast as the smallest of its kind.
 SMALLEST = {
@@ -32,15 +36,15 @@ SMALLEST = {
     "BlockStack": lambda node: {"num_blocks": 2},
 }
 # The analyses' sample sizes (conf/analysis/: 500 images, 5 lesion draws, 51 points and a 21x21
-# landscape grid, 100 power iterations) cut to what runs each code path once.
-ANALYSIS_SIZES = {"images": 32, "draws": 1, "points": 3, "grid": 3, "iterations": 3}
+# landscape grid, 100 power iterations) cut to what runs each code path once (CKA needs 4 images).
+ANALYSIS_SIZES = {"images": 8, "draws": 1, "points": 3, "grid": 3, "iterations": 3}
 # Kill at the second training batch of the first epoch: last.ckpt is written mid-epoch, after
 # the batch in progress, and the resume replays the rest (tests/signal_at.py).
 KILL_AT = {"epoch": 0, "batch": 1}
 
 
 def _model(option: str) -> list[str]:
-    node, prefix = matrix.node("model", option), "model."
+    node, prefix = tree.node("model", option), "model."
     if "backbone" in node:  # transfer models: the backbone is what has a size
         node, prefix = node["backbone"], "model.backbone."
     smallest = SMALLEST.get(node["_target_"].rsplit(".", 1)[-1])
@@ -48,9 +52,9 @@ def _model(option: str) -> list[str]:
 
 
 def _augmentation(option: str, image_size: int) -> list[str]:
-    """ImageNet recipes crop 224 of 256 pixels; on the stand-ins' 32-pixel images the same
+    """ImageNet recipes crop 224 of 256 pixels; on the stand-ins' 16-pixel images the same
     crops, scaled, and the files read per image (a random-resized crop needs the full image)."""
-    node = matrix.node("augmentation", option)
+    node = tree.node("augmentation", option)
     if not node.get("random_resized_crop"):
         return []
     scale = image_size / (node.get("center_crop") or node["random_resized_crop"])
@@ -60,10 +64,18 @@ def _augmentation(option: str, image_size: int) -> list[str]:
     return [f"augmentation.{k}={v}" for k, v in sizes.items()] + ["data.in_memory=false"]
 
 
+def _data(option: str, stand_in: list[str]) -> list[str]:
+    """The option's stand-in files (conftest.py), and a generated set made small."""
+    node = tree.node("data", option)
+    small = [f"data.{k}={v}" for k, v in SYNTHETIC_SIZES.items() if k in node]
+    side = [f"data.image_size={SIDE}"] if small and node["image_size"] > SIDE else []
+    return [*stand_in, *small, *side]
+
+
 def _analysis(option: str) -> list[str]:
     """Each size key of the option, at the top (the common `images`) or in an analysis's own
     node (`analysis.landscape.grid`)."""
-    node = matrix.node("analysis", option)
+    node = tree.node("analysis", option)
     nodes = {"analysis": node, **{f"analysis.{k}": v for k, v in node.items()
                                   if isinstance(v, dict)}}
     return [f"{path}.{k}={v}" for path, sub in nodes.items() for k, v in ANALYSIS_SIZES.items()
@@ -76,7 +88,7 @@ def _logger(option: str, cwd: Path) -> list[str]:
     writing into the folder the first cell of this process ran in."""
     args = []
     for name in option.strip("[]").split(","):
-        for key, node in matrix.node("logger", name).items():
+        for key, node in tree.node("logger", name).items():
             uri = node.get("tracking_uri", "") if isinstance(node, dict) else ""
             if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
                 args.append(f"logger.{key}.tracking_uri=sqlite:///{cwd / uri[len('sqlite:///'):]}")
@@ -96,9 +108,9 @@ def overrides(cell: matrix.Cell, data_args: dict[str, list[str]], cwd: Path) -> 
     """The cell's options as one run's command line (a sweep adds `launcher`), started in `cwd`.
     `data_args`: each data option's stand-in files (conftest.py), with the image size they
     have as `data.image_size=N` where it is not the option's own."""
-    data = data_args.get(cell.data, [])
+    data = _data(cell.data, data_args.get(cell.data, []))
     sizes = [a.split("=")[1] for a in data if a.startswith("data.image_size=")]
-    image_size = int(sizes[0]) if sizes else matrix.node("data", cell.data)["image_size"]
+    image_size = int(sizes[0]) if sizes else tree.node("data", cell.data)["image_size"]
     args = [f"model={cell.model}", *_model(cell.model), f"data={cell.data}", *data,
             f"augmentation={cell.augmentation}", *_augmentation(cell.augmentation, image_size),
             f"optimizer={cell.optimizer}", f"scheduler={cell.scheduler}",

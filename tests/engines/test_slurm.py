@@ -69,8 +69,8 @@ def test_two_job_sweep_lists_both_and_the_failed_ones_error(tmp_path):
     finished, failed = rows.values()
     assert "finished" in finished and "failed" in failed, result.stdout
     # the failed job's error, under the table, with its folder
-    assert re.search(r"1_\S*seed=2\S*: RuntimeError: planted failure at the start of epoch 1",
-                     result.stdout), result.stdout
+    assert re.search(r"job 1 failed: RuntimeError: planted failure at the start of epoch 1\n"
+                     r"\s+\S+/1_\S*seed=2\S*\n", result.stdout), result.stdout
     quiet_about_sacct(result)
 
     logs = task_logs(sweep, 0)
