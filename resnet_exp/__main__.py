@@ -14,8 +14,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from resnet_exp.config import CONF_DIR, check_run_settings, register_resolvers
-from resnet_exp.errors import UserError, report_error
+from resnet_exp.core.config import CONF_DIR, check_run_settings, register_resolvers
+from resnet_exp.core.errors import UserError, report_error
 from resnet_exp.runs.context import RunContext
 
 register_resolvers()  # here: a joblib or submitit worker imports this module to run a job
@@ -98,7 +98,7 @@ def cli() -> None:
         from resnet_exp.runs.__main__ import main as runs
 
         sys.exit(runs(sys.argv[2:], prog="resnet-exp runs"))
-    from resnet_exp import usage
+    from resnet_exp.core import usage
     from resnet_exp.runs import resume
 
     help_text = usage.text(sys.argv[1:])  # Hydra's own help generator costs 0.45-2 s: usage.py

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from resnet_exp.console import command
+from resnet_exp.core.console import command
 from resnet_exp.runs import ANALYSIS_DIR
 
 
@@ -64,7 +64,7 @@ def analyse(analyses, run_dirs: list[Path], trust: bool = False,
 def analyses_node(overrides: Sequence[str] = ()) -> DictConfig:
     """The analyses to offer and their knobs, with their defaults: conf/analysis/all.yaml, or the
     option an `analysis=...` override names (from a config folder of `hydra.searchpath` too)."""
-    from resnet_exp import config
+    from resnet_exp.core import config
 
     own = [o for o in overrides if config.override_key(o).startswith(("analysis", "hydra."))]
     return config.compose(["analysis=all", *own]).analysis

@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from resnet_exp.config import quote
+from resnet_exp.core.config import quote
 from resnet_exp.runs import read
 from resnet_exp.runs.load import Loaded, load
 from resnet_exp.runs.replay import ONE_JOB
@@ -48,7 +48,7 @@ def run(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path | No
     import hydra
 
     from resnet_exp.callbacks.guards import exit_on_sigterm
-    from resnet_exp.config import CONF_DIR, register_resolvers
+    from resnet_exp.core.config import CONF_DIR, register_resolvers
     from resnet_exp.runs import record
     from resnet_exp.runs.context import RunContext
     from resnet_exp.train import train

@@ -20,8 +20,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from resnet_exp import runs
-from resnet_exp.config import overrides_dict
-from resnet_exp.console import command
+from resnet_exp.core.config import overrides_dict
+from resnet_exp.core.console import command
 from resnet_exp.runs.load import load
 from resnet_exp.runs.record import RunRecord
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="accept _target_ entries outside the allow-list (runs/trust.py)")
     args = parser.parse_intermixed_args(argv)
     metrics, out = evaluate(args.run_dir, args.overrides, last=args.last, trust=args.trust)
-    from resnet_exp import console
+    from resnet_exp.core import console
 
     rows = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     console.print_summary(f"{args.run_dir.name}: {'last' if args.last else 'best'} checkpoint",

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from resnet_exp.console import command
-from resnet_exp.errors import UserError
+from resnet_exp.core.console import command
+from resnet_exp.core.errors import UserError
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 METADATA_FILE = "preprocessing.json"  # TorchScript's extra file

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from resnet_exp.console import command
-from resnet_exp.errors import UserError
+from resnet_exp.core.console import command
+from resnet_exp.core.errors import UserError
 
 # torchvision's errors open with where in its C++ they were raised ("decode_png, /__w/.../
 # decode_png.cpp:79, Out of bound read ..."): the place says nothing to a user
@@ -154,7 +154,7 @@ def write(out: Path, loaded, predictions: list[Prediction], skipped: list[Skippe
 def print_table(predictions: list[Prediction]) -> None:
     from rich.table import Table
 
-    from resnet_exp.console import add_row, console
+    from resnet_exp.core.console import add_row, console
 
     table = Table(show_header=True, header_style="bold")
     table.add_column("image", overflow="fold")

@@ -32,8 +32,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from resnet_exp.console import command
-from resnet_exp.errors import UserError
+from resnet_exp.core.console import command
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import read, report_console, report_figures, report_files
 from resnet_exp.runs.compare import Configuration, Run, group, read_run
 from resnet_exp.runs.report_rows import cell, table_rows
@@ -207,7 +207,7 @@ def report(patterns: list[str], out: Path | None = None, metrics: list[str] | No
     failed and interrupted ones only if `everything`), into `out`; printed to `console`
     (console.py's by default). The folder appears only once everything in it is written: a
     failed report leaves none behind."""
-    from resnet_exp import console as consoles
+    from resnet_exp.core import console as consoles
 
     console = console or consoles.console
     all_runs = read_runs(console, read.collect(patterns))
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                  args.everything, args.compare)
     from rich.text import Text
 
-    from resnet_exp.console import console
+    from resnet_exp.core.console import console
 
     console.print(Text(f"report: {out / 'report.md'}"), soft_wrap=True)
     return 0

@@ -13,7 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-from resnet_exp.console import command
+from resnet_exp.core.console import command
 from resnet_exp.runs import migrate, read
 from resnet_exp.runs.replay import replay
 
@@ -48,7 +48,7 @@ def compare(original: dict, new: dict) -> tuple[list[tuple[str, object, object, 
 def print_comparison(run_dir: Path, new_dir: Path, original: dict, new: dict) -> int:
     from rich.table import Table
 
-    from resnet_exp.console import console, literal
+    from resnet_exp.core.console import console, literal
 
     rows, differ = compare(original, new)
     table = Table(title=f"reproduction of {literal(run_dir)}", header_style="bold")

@@ -17,17 +17,19 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from resnet_exp import checkpoints, console, cpu_threads, distributed, runs, signatures, speed
+from resnet_exp import runs
 from resnet_exp.callbacks import ModelCheckpoint
 from resnet_exp.callbacks.guards import SIGINT_EXIT, SIGTERM_EXIT
-from resnet_exp.config import check_run_settings, override_key
-from resnet_exp.errors import UserError
-from resnet_exp.metrics import count_parameters, epoch_metrics
+from resnet_exp.core import console, signatures
+from resnet_exp.core.config import check_run_settings, override_key
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import extension, hparams, read, resume
 from resnet_exp.runs.atomic import write_error
 from resnet_exp.runs.context import RunContext
 from resnet_exp.runs.extension import Extension, Resumed, RunEnd, RunStart
 from resnet_exp.runs.record import RunRecord, lock
+from resnet_exp.training import checkpoints, cpu_threads, distributed, speed
+from resnet_exp.training.metrics import count_parameters, epoch_metrics
 
 
 def build(node: DictConfig, what: str, given: tuple[str, ...] = (), **kwargs):

@@ -9,7 +9,7 @@
 In one process, side by side on the same model, data and precision:
   (a) a bare loop: the model, SGD, cross-entropy, over the data module's own batches;
   (b) the framework: a real `pl.Trainer` with the config's callbacks and logger, training
-      `resnet_exp.module.Classifier` on the same data module, all built by
+      `resnet_exp.training.module.Classifier` on the same data module, all built by
       `resnet_exp.train.assemble` as a run builds them.
 Both read the same batches through the same on-device preprocessing (uint8 -> float, augment), so
 the ratio b/a is what Lightning and the module add per step; the data path is measured alone.
@@ -72,7 +72,7 @@ def machine() -> dict:
     import pytorch_lightning as pl
     import torch
 
-    from resnet_exp import speed
+    from resnet_exp.training import speed
 
     cpu = platform.processor() or platform.machine()
     try:

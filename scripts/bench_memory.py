@@ -87,7 +87,7 @@ def bare_run(overrides: list[str], steps: int, device: torch.device) -> None:
 
 def framework_run(overrides: list[str], steps: int, out: Path) -> None:
     # imported here: the bare kind must not pay for the Trainer and Hydra
-    from resnet_exp.config import compose
+    from resnet_exp.core.config import compose
     from resnet_exp.train import assemble
 
     trainer = ["++trainer.max_epochs=1", f"++trainer.limit_train_batches={steps}",

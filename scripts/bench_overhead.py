@@ -43,9 +43,9 @@ def per_call() -> dict[str, float]:
     from torchmetrics import MeanMetric
     from torchmetrics.classification import MulticlassAccuracy
 
-    from resnet_exp.metrics import StageMetrics
-    from resnet_exp.module import Classifier
-    from resnet_exp.profiling import NoProfiler
+    from resnet_exp.training.metrics import StageMetrics
+    from resnet_exp.training.module import Classifier
+    from resnet_exp.training.profiling import NoProfiler
 
     def us(f, number: int = 20000) -> float:
         return min(timeit.repeat(f, number=number, repeat=9)) / number * 1e6

@@ -17,10 +17,10 @@ from statistics import median
 import torch
 from bench_steps import Case, calibrate, compare, data_rate, ratios, rounds
 
-from resnet_exp import speed
-from resnet_exp.config import compose
+from resnet_exp.core.config import compose
 from resnet_exp.data import DataModule
 from resnet_exp.train import assemble
+from resnet_exp.training import speed
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_PROBE = Path(__file__).resolve().with_name("bench_memory.py")

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from resnet_exp import runs
-from resnet_exp.config import text
+from resnet_exp.core.config import text
 from resnet_exp.runs import read
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from resnet_exp.config import compose
+from resnet_exp.core.config import compose
 from resnet_exp.train import assemble
 
 # What (b) leaves out of a run, after `callbacks=lean` (the callbacks that act once per fit or

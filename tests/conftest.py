@@ -16,7 +16,7 @@ from unittest import mock
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from resnet_exp.config import CONF_DIR
+from resnet_exp.core.config import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = CONF_DIR  # the tree the package reads
@@ -40,7 +40,7 @@ collect_ignore = ["combos"]
 def compose_config(overrides: list[str], output_dir: Path):
     """The config `python -m resnet_exp <overrides>` would run, with its hydra node set so that
     `${hydra:...}` interpolations resolve: what resume, reproduce and eval compose too."""
-    from resnet_exp.config import compose
+    from resnet_exp.core.config import compose
 
     return compose(overrides, output_dir)
 
@@ -69,7 +69,7 @@ def refusal(capsys, overrides: list[str], output_dir: Path | None = None) -> str
     and ends in SystemExit(2), as the CLI exits; one found later is a UserError, which the CLI
     prints. No check may be skipped: Hydra turns an exception in its callbacks into a warning."""
     import resnet_exp
-    from resnet_exp.errors import UserError
+    from resnet_exp.core.errors import UserError
 
     capsys.readouterr()
     with warnings.catch_warnings(record=True) as caught:
@@ -113,7 +113,7 @@ def one_thread():
     """In-process training takes one intra-op thread, as run_cli's processes do: the suite runs
     a pytest-xdist worker per core, and two workers' OpenMP threads spinning for each other's
     cores slow both many times over. OMP_NUM_THREADS makes a run's `cpu_threads=auto` keep it
-    (resnet_exp/cpu_threads.py) instead of setting this process's count from the idle cores."""
+    (training/cpu_threads.py) instead of setting this process's count from the idle cores."""
     import torch
 
     before = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
@@ -228,7 +228,7 @@ def dry_sweep(args: list[str]) -> list[dict]:
     from hydra.plugins.sweeper import Sweeper
     from omegaconf import OmegaConf, open_dict
 
-    from resnet_exp.config import check_run_settings, register_resolvers
+    from resnet_exp.core.config import check_run_settings, register_resolvers
     from resnet_exp.runs import resume
     from resnet_exp.runs.context import resolving_as_run
 

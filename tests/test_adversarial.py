@@ -19,11 +19,12 @@ import torch
 from conftest import refusal, resumed, run_cli
 from omegaconf import OmegaConf
 
-from resnet_exp import config, reproduce, runs
 from resnet_exp import eval as evaluate
+from resnet_exp import reproduce, runs
+from resnet_exp.core import config
+from resnet_exp.core.errors import UserError
 from resnet_exp.data import CIFAR10
 from resnet_exp.data import memory as data_memory
-from resnet_exp.errors import UserError
 from resnet_exp.runs import atomic, hydra_hooks, read, record, resume, trust
 
 TINY = ["trainer=smoke", "deterministic=true", "callbacks=lean"]
@@ -56,7 +57,7 @@ CODE_RUNNERS = [
     "torch.utils.collect_env.run", "torch._inductor.codecache.PyCodeCache.load",
     "torchvision.io.write_file", "torch.save", "torch.testing._internal.common_utils.shell",
     "torch.jit._serialization.load", "pytorch_lightning.LightningModule.load_from_checkpoint",
-    "resnet_exp.runs.atomic.write_json_atomic", "resnet_exp.checkpoints.save",
+    "resnet_exp.runs.atomic.write_json_atomic", "resnet_exp.training.checkpoints.save",
 ]
 
 
@@ -232,7 +233,7 @@ def test_a_full_disk_under_torchs_zip_writer_is_named_as_a_full_disk(tmp_path):
     """torch wraps ENOSPC in a RuntimeError with no errno: the free space tells it apart."""
     import shutil as shell
 
-    from resnet_exp import checkpoints
+    from resnet_exp.training import checkpoints
 
     def zip_writer_fails(*args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")

@@ -12,9 +12,10 @@ import torch
 from omegaconf import OmegaConf
 
 import resnet_exp
-from resnet_exp import checkpoints, runs
-from resnet_exp.errors import UserError
+from resnet_exp import runs
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import read
+from resnet_exp.training import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 

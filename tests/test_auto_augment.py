@@ -15,9 +15,9 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from resnet_exp.core.errors import UserError
 from resnet_exp.data import Augmentation
 from resnet_exp.data.auto_augment import OPS, POLICIES, AutoAugment
-from resnet_exp.errors import UserError
 
 REFERENCES = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment,
               "autoaugment_cifar10": lambda: v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10),

@@ -10,7 +10,7 @@ import pytest
 from conftest import job_dirs, refusal, run_cli, single_run_dir
 
 import resnet_exp
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,7 @@ def test_a_run_summary_cuts_no_number_name_or_place_at_any_width(monkeypatch, wi
     and each place (the run folder, an MLflow URL) whole on a line of its own, for copying."""
     from rich.console import Console
 
-    from resnet_exp import console
+    from resnet_exp.core import console
 
     out = io.StringIO()
     monkeypatch.setattr(console, "console", Console(file=out, width=width or 80,
@@ -93,7 +93,7 @@ def test_a_table_prints_values_in_brackets_as_given():
     from rich.table import Table
     from rich.text import Text
 
-    from resnet_exp import console
+    from resnet_exp.core import console
 
     folder = "outputs/multirun/x/0_logger=[tensorboard,mlflow],model=resnet20"
     text = _rendered(console.summary_table("name=[a]: finished", {"run folder": folder}))

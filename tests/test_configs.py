@@ -8,7 +8,7 @@ from conftest import CONF
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from resnet_exp import config
+from resnet_exp.core import config
 
 # every group but the experiments and searches (tests/test_experiments.py composes those)
 GROUPS = [g for g in config.GROUPS if g not in ("experiment", "hparams_search")]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from resnet_exp import config
+from resnet_exp.core import config
 from resnet_exp.runs.context import RunContext
 
-PACKAGE = Path(config.__file__).parent
+PACKAGE = Path(config.__file__).parents[1]
 
 
 def test_only_the_context_and_the_hydra_callbacks_touch_hydras_global():

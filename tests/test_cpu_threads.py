@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resnet_exp import cpu_threads
+from resnet_exp.training import cpu_threads
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import torch
 import torchvision.datasets as tvd
 from torchvision.io import decode_image, encode_jpeg, write_png
 
+from resnet_exp.core.errors import UserError
 from resnet_exp.data import (
     CIFAR10,
     CIFAR100,
@@ -27,7 +28,6 @@ from resnet_exp.data import (
     ImageNet,
     Synthetic,
 )
-from resnet_exp.errors import UserError
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",

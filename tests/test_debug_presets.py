@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 
 import resnet_exp
-from resnet_exp import config
+from resnet_exp.core import config
 from resnet_exp.data.augment import Augmentation
 
 EXPERIMENTS = sorted(p.stem for p in (config.CONF_DIR / "experiment").glob("*.yaml"))

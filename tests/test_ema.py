@@ -10,8 +10,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from resnet_exp.errors import UserError
-from resnet_exp.module import Classifier
+from resnet_exp.core.errors import UserError
+from resnet_exp.training.module import Classifier
 
 
 def net() -> nn.Module:

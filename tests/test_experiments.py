@@ -22,7 +22,7 @@ from torchvision.io import write_jpeg
 
 import resnet_exp
 from resnet_exp import runs
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.models.resnet import CifarResNet
 from resnet_exp.runs import read
 

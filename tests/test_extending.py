@@ -27,9 +27,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
 import resnet_exp
-from resnet_exp import config, runs
+from resnet_exp import runs
 from resnet_exp.api import Run
-from resnet_exp.errors import UserError
+from resnet_exp.core import config
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import read, resume
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,10 +14,11 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from resnet_exp import figures, runs
+from resnet_exp import runs
 from resnet_exp.callbacks import AugmentedSamples, PerClassMetrics
+from resnet_exp.core import figures
 from resnet_exp.data import Augmentation, Synthetic
-from resnet_exp.module import Classifier
+from resnet_exp.training.module import Classifier
 
 
 def datamodule() -> Synthetic:

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 import resnet_exp
-from resnet_exp import config
-from resnet_exp.errors import UserError
+from resnet_exp.core import config
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import resume, trust
 
 BASE = ["trainer=smoke", "callbacks=lean"]

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from resnet_exp import runs
 from resnet_exp.callbacks.gradflow import GradientFlow, weight_layers
-from resnet_exp.module import Classifier
 from resnet_exp.runs import read
+from resnet_exp.training.module import Classifier
 
 
 def hand_gradients(w1, w2, x, y):
@@ -77,6 +77,33 @@ def test_numbers_match_a_hand_computation(tmp_path):
     assert "gradient_flow" in main.Tags()["images"]
     assert not any(t.startswith("gradient_flow/") for t in main.Tags()["scalars"])
     assert (tmp_path / runs.FIGURES_DIR / "gradient_flow.png").stat().st_size > 10_000
+
+
+def _fit(tmp_path, epochs: int, ckpt_path=None) -> GradientFlow:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3, bias=False))
+    loader = DataLoader(TensorDataset(torch.randn(8, 1, 2, 2), torch.arange(8) % 3), batch_size=4)
+    module = Classifier(net, 3, optimizer=functools.partial(torch.optim.SGD, lr=0.1))
+    callback = GradientFlow(output_dir=str(tmp_path))
+    checkpoint = pl.callbacks.ModelCheckpoint(tmp_path / "checkpoints", save_last=True)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=epochs, callbacks=[callback, checkpoint],
+                         logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    return callback
+
+
+def test_a_resumed_run_keeps_the_epochs_it_trained_before(tmp_path):
+    # Lightning restores the epoch after on_fit_start: read there, it was 0, and a run resumed
+    # after its last epoch (killed before its test) reported no gradient_flow/first_to_last;
+    # the epochs before came back from the CSV, rounded, and without their L2 norms
+    first = _fit(tmp_path, epochs=2)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    after_the_end = _fit(tmp_path, epochs=2, ckpt_path=last)
+    assert sorted(after_the_end.history) == [0, 1]
+    assert after_the_end.results() == first.results()  # exact: the checkpoint carries them
+    one_more = _fit(tmp_path, epochs=3, ckpt_path=last)
+    assert sorted(one_more.history) == [0, 1, 2]
+    assert {e: one_more.history[e] for e in (0, 1)} == first.history  # the L2 norms too
 
 
 def test_frozen_layers_are_left_out():

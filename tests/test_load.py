@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_exp import checkpoints
 from resnet_exp.runs import read
 from resnet_exp.runs.load import load
+from resnet_exp.training import checkpoints
 
 
 def files(folder: Path) -> dict[str, int]:

@@ -19,12 +19,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.models import resnet as tv
 
-from resnet_exp.config import CONF_DIR
-from resnet_exp.errors import UserError
+from resnet_exp.core.config import CONF_DIR
+from resnet_exp.core.errors import UserError
 from resnet_exp.models.resnet import CifarResNet, NoShortcut, resnet
 from resnet_exp.models.small import BlockStack
 from resnet_exp.models.vgg import VGG
-from resnet_exp.module import Classifier
+from resnet_exp.training.module import Classifier
 
 CONF = CONF_DIR / "model"
 
@@ -403,7 +403,7 @@ def test_unknown_or_foreign_torchvision_names_are_user_errors(torch_home):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> tuple[Path, nn.Module]:
-    """A real checkpoint of this framework: Lightning saving resnet_exp.module.Classifier, which
+    """A real checkpoint of this framework: Lightning saving training.module.Classifier, which
     holds the network as `self.model`, after one training step of a CIFAR ResNet-20."""
     torch.manual_seed(0)
     net = CifarResNet(20)

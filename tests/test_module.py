@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_exp.metrics import count_parameters
-from resnet_exp.module import Classifier
-from resnet_exp.param_groups import ParamGroups
+from resnet_exp.training.metrics import count_parameters
+from resnet_exp.training.module import Classifier
+from resnet_exp.training.param_groups import ParamGroups
 
 
 def small_net(num_classes=3):
@@ -126,7 +126,7 @@ def test_epoch_metrics_equal_torchmetrics_over_unequal_batches():
     from torchmetrics import MeanMetric
     from torchmetrics.classification import MulticlassAccuracy
 
-    from resnet_exp.metrics import StageMetrics
+    from resnet_exp.training.metrics import StageMetrics
 
     g = torch.Generator().manual_seed(0)
     ours = StageMetrics(topk=(1, 5))
@@ -144,7 +144,7 @@ def test_epoch_metrics_equal_torchmetrics_over_unequal_batches():
 
 
 def test_an_epoch_resumed_from_its_partial_sums_ends_with_the_whole_epochs_numbers():
-    from resnet_exp.metrics import StageMetrics
+    from resnet_exp.training.metrics import StageMetrics
 
     g = torch.Generator().manual_seed(1)
     batches = [(torch.rand(()), torch.randn(8, 3, generator=g), torch.randint(0, 3, (8,)))

@@ -15,8 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import resnet_exp
 from hydra_plugins.resnet_exp_sweepers import optuna_sweeper
-from resnet_exp import config
-from resnet_exp.errors import UserError
+from resnet_exp.core import config
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import record, sweep_table
 
 

@@ -22,7 +22,7 @@ from conftest import run_cli
 import resnet_exp
 from resnet_exp import eval as evaluate
 from resnet_exp import reproduce, runs
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import compare, migrate, read, record, resume, trust
 
 OLD_RUN = Path(__file__).parent / "data" / "old_layout_run"
@@ -104,7 +104,24 @@ def test_the_fixture_is_layout_1_and_a_new_run_record_is_todays(tmp_path):
     assert "layout" not in read.read_json(OLD_RUN / "run.json")
     assert migrate.check(OLD_RUN) == 1
     record.RunRecord(tmp_path / "new").start(seed=0)
-    assert migrate.check(tmp_path / "new") == runs.LAYOUT == 2
+    assert migrate.check(tmp_path / "new") == runs.LAYOUT == 3
+
+
+def test_a_layout_2_run_names_its_loose_helpers_by_their_wing():
+    # layout 2 kept module.py, schedules.py, ... beside the wings; today's code has them in
+    # training/ and core/, and reads such a run's targets there (migrate.WINGS)
+    saved = {"module": {"_target_": "resnet_exp.module.Classifier",
+                        "param_groups": {"_target_": "resnet_exp.param_groups.ParamGroups"}},
+             "scheduler": {"_target_": "resnet_exp.schedules.warmup"}}
+    assert migrate.config(saved, 2) == {
+        "module": {"_target_": "resnet_exp.training.module.Classifier",
+                   "param_groups": {"_target_": "resnet_exp.training.param_groups.ParamGroups"}},
+        "scheduler": {"_target_": "resnet_exp.training.schedules.warmup"}}
+    assert migrate.overrides(["+callbacks.s._target_=resnet_exp.seeding.EpochSeed"], 2) == [
+        "+callbacks.s._target_=resnet_exp.training.seeding.EpochSeed"]
+    assert all(trust.allowed(t) for t in ("resnet_exp.training.module.Classifier",
+                                          "resnet_exp.training.schedules.warmup"))
+    assert migrate.config(saved, 3) == saved
 
 
 def test_a_resumed_run_keeps_the_layout_its_folder_was_written_in(old_run):
@@ -156,16 +173,16 @@ def test_each_rule_upgrades_layout_1_and_leaves_todays_layout_as_it_is():
     old, new = "resnet_exp.gradflow.GradientFlow", "resnet_exp.callbacks.gradflow.GradientFlow"
     saved = [f"+callbacks.g._target_={old}", "model.depth=8"]
     assert migrate.overrides(saved, 1) == [f"+callbacks.g._target_={new}", "model.depth=8"]
-    assert migrate.overrides(saved, 2) == saved
+    assert migrate.overrides(saved, runs.LAYOUT) == saved
     config = {"callbacks": {"g": {"_target_": old, "every": 5}},
               "extra": [{"_target_": "resnet_exp.data.CIFAR10"}]}
     assert migrate.config(config, 1) == {
         "callbacks": {"g": {"_target_": new, "every": 5}},
         "extra": [{"_target_": "resnet_exp.data.memory.CIFAR10"}]}
-    assert migrate.config(config, 2) == config
+    assert migrate.config(config, runs.LAYOUT) == config
     logged = {"train/loss_epoch": [(1, 0.9)], "val/loss": [(1, 1.0)]}
     assert migrate.scalars(logged, 1) == {"train/loss": [(1, 0.9)], "val/loss": [(1, 1.0)]}
-    assert migrate.scalars(logged, 2) == logged
+    assert migrate.scalars(logged, runs.LAYOUT) == logged
     both = {"train/loss_epoch": [(1, 0.9)], "train/loss": [(1, 0.8)]}
     assert migrate.scalars(both, 1) == both  # the run logged today's name too: it is the curve
 

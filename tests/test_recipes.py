@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from resnet_exp.module import Classifier
+from resnet_exp.training.module import Classifier
 
 CIFAR10_TRAIN = 50_000  # Krizhevsky 2009
 

@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 from scipy import stats as scipy_stats
 from test_report import fake_run, read_csv
 
-from resnet_exp import figures, report, runs
+from resnet_exp import report, runs
+from resnet_exp.core import figures
 from resnet_exp.runs import report_figures, stats
 from resnet_exp.runs.compare import curve_panels, group, read_run
 

@@ -176,7 +176,7 @@ def test_sigterm_checkpoints_only_between_training_batches(stage, tmp_path):
     from resnet_exp.callbacks import ModelCheckpoint
     from resnet_exp.data import Digits
     from resnet_exp.models.resnet import CifarResNet
-    from resnet_exp.module import Classifier
+    from resnet_exp.training.module import Classifier
 
     data = Digits(num_classes=10, in_channels=1, image_size=8, mean=[0.3], std=[0.4],
                   batch_size=64, eval_batch_size=60)  # 3 validation batches

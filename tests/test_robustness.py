@@ -19,11 +19,12 @@ import torch
 from conftest import ROOT, run_cli
 from omegaconf import OmegaConf
 
-from resnet_exp import checkpoints, runs
-from resnet_exp.errors import UserError
+from resnet_exp import runs
+from resnet_exp.core.errors import UserError
 from resnet_exp.models.resnet import CifarResNet
 from resnet_exp.models.weights import load_weights
 from resnet_exp.runs import hydra_hooks, read, resume, trust
+from resnet_exp.training import checkpoints
 
 # The kill tests' small deterministic run; the figure callbacks only cost time here.
 TINY = ["trainer=smoke", "deterministic=true", "callbacks=lean"]
@@ -161,7 +162,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_readable(tmp_p
     path = tmp_path / "checkpoints" / "last.ckpt"
     writer = (
         "import io, os, signal, sys, torch\n"
-        "from resnet_exp import checkpoints\n"
+        "from resnet_exp.training import checkpoints\n"
         "path = sys.argv[1]\n"
         "checkpoints.save({'state_dict': {'w': torch.full((1_000_000,), 0.0)}, 'epoch': 0}, path)\n"
         "save = torch.save\n"

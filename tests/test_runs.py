@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import read, record
 from resnet_exp.runs.record import RunRecord
 

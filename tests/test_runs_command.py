@@ -19,7 +19,7 @@ import yaml
 from conftest import ONE_THREAD, ROOT
 from rich.console import Console
 
-from resnet_exp import console as ui
+from resnet_exp.core import console as ui
 from resnet_exp.runs import METRICS_FILE, OVERRIDES_FILE, RUN_FILE, SWEEP_FILE, record
 from resnet_exp.runs.__main__ import main
 

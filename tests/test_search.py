@@ -91,7 +91,7 @@ def test_a_killed_trial_runs_again_and_the_resumed_search_ends_with_its_trials(t
     from optuna.trial import TrialState
 
     from hydra_plugins.resnet_exp_sweepers.optuna_sweeper import search_space
-    from resnet_exp import config
+    from resnet_exp.core import config
 
     search = ["hparams_search=cifar_resnet", "hydra.sweeper.n_trials=3", "trainer=smoke",
               "callbacks=lean", "hydra.sweep.dir=search"]

@@ -1,5 +1,5 @@
 """The speed options change the speed, not the answers; the training step logs without waiting
-on the device; a bf16 run on a device that emulates bf16 says so (resnet_exp/speed.py).
+on the device; a bf16 run on a device that emulates bf16 says so (resnet_exp/training/speed.py).
 The figures themselves come from `scripts/bench.py`, not from tests."""
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from hydra.core.global_hydra import GlobalHydra
 from test_experiments import CIFAR10, image_folder
 from torch import nn
 
-from resnet_exp import runs, speed
+from resnet_exp import runs
 from resnet_exp.data import Digits
 from resnet_exp.data.order import DeviceBatches, EpochShuffle, IndexedTensors, collate_fn
-from resnet_exp.module import Classifier
 from resnet_exp.runs import read
 from resnet_exp.runs.context import RunContext
 from resnet_exp.train import train
+from resnet_exp.training import speed
+from resnet_exp.training.module import Classifier
 
 
 def small_net(in_channels: int = 3) -> nn.Module:
@@ -237,7 +238,7 @@ def test_cifar10_fast_runs_under_smoke_on_the_cpu(tmp_path, compose_cfg):
 
 
 def test_quick_help_prints_what_hydras_help_prints(tmp_path):
-    """`--help` alone is answered by resnet_exp/usage.py; with an override Hydra answers."""
+    """`--help` alone is answered by resnet_exp/core/usage.py; with an override Hydra answers."""
     quick = run_cli(["--help"], tmp_path, new_interpreter=True)
     hydra = run_cli(["--help", "seed=1"], tmp_path, new_interpreter=True)
     assert quick.returncode == hydra.returncode == 0, quick.stderr + hydra.stderr

@@ -17,14 +17,14 @@ from torch.utils.data import DataLoader, TensorDataset
 from resnet_exp import runs
 from resnet_exp.analysis import Analyses, cka, lesion
 from resnet_exp.callbacks.gradflow import GradientFlow, unit_starts, weight_layers
-from resnet_exp.config import CONF_DIR
-from resnet_exp.errors import UserError
+from resnet_exp.core.config import CONF_DIR
+from resnet_exp.core.errors import UserError
 from resnet_exp.models.resnet import CifarResNet, resnet
 from resnet_exp.models.small import BaselineCNN, BlockStack
 from resnet_exp.models.structure import Structure, structure_of
 from resnet_exp.models.transfer import transfer
 from resnet_exp.models.vgg import VGG
-from resnet_exp.module import Classifier
+from resnet_exp.training.module import Classifier
 
 CIFAR8 = functools.partial(CifarResNet, depth=8, num_classes=10)
 # The smallest member of each family and ablation, and the image side it takes. Each builder gets
@@ -57,7 +57,7 @@ def analyses(*names: str) -> Analyses:
     """`analysis=<name>` for each name, as its conf/analysis/ file builds it, made cheap."""
     from hydra.utils import instantiate
 
-    from resnet_exp import config
+    from resnet_exp.core import config
 
     built = {}
     for name in names:

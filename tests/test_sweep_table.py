@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 from test_report_console import cells
 
-from resnet_exp import console as consoles
-from resnet_exp.config import short_value
+from resnet_exp.core import console as consoles
+from resnet_exp.core.config import short_value
 from resnet_exp.runs import record, sweep_table
 
 LONG = {"model": "resnet20_with_a_name_as_long_as_a_user_may_give_it_for_a_study_of_depth",

@@ -113,8 +113,8 @@ def test_a_null_pruner_prunes_nothing_in_the_sweeper_and_in_each_job():
 
 
 def test_effective_batch_and_the_local_sweep_guard():
-    from resnet_exp import distributed
-    from resnet_exp.errors import UserError
+    from resnet_exp.core.errors import UserError
+    from resnet_exp.training import distributed
 
     def trainer(**kwargs):
         return pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, **kwargs)
@@ -125,7 +125,10 @@ def test_effective_batch_and_the_local_sweep_guard():
     with pytest.raises(UserError, match="inside a local sweep"):
         distributed.check_launch(ddp, multirun=True)
     distributed.check_launch(ddp, multirun=False)
-    distributed.check_launch(trainer(devices=2, strategy="ddp_spawn"), multirun=True)
+    # the spawned processes keep every result they compute: refused alone and in a sweep
+    for multirun in (False, True):
+        with pytest.raises(UserError, match="ddp_spawn: the processes it spawns"):
+            distributed.check_launch(trainer(devices=2, strategy="ddp_spawn"), multirun)
 
 
 def test_swept_keys_are_the_overrides_that_differ():

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.models.resnet import CifarResNet
 from resnet_exp.models.transfer import transfer
-from resnet_exp.module import Classifier
-from resnet_exp.param_groups import ParamGroups
+from resnet_exp.training.module import Classifier
+from resnet_exp.training.param_groups import ParamGroups
 
 # CIFAR ResNet-8: stem (conv1, bn1) + layer1..3 of one basic block each + fc (64 -> classes).
 BACKBONE = functools.partial(CifarResNet, depth=8, num_classes=2)

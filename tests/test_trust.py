@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from resnet_exp import analyze, config, reproduce, runs
+from resnet_exp import analyze, reproduce, runs
 from resnet_exp import eval as evaluate
-from resnet_exp.errors import UserError
+from resnet_exp.core import config
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import replay, resume, trust
 
 

@@ -77,7 +77,7 @@ def test_a_run_stopped_by_sigterm_and_resumed_is_one_wandb_run(tmp_path):
 
 def test_without_an_api_key_online_the_run_stops_with_one_line_that_says_what_to_do(
         tmp_path, monkeypatch):
-    from resnet_exp.errors import UserError
+    from resnet_exp.core.errors import UserError
     from resnet_exp.loggers.wandb import Wandb
     from resnet_exp.runs.context import RunContext
     from resnet_exp.runs.extension import RunStart

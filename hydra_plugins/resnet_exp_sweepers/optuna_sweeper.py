@@ -43,8 +43,8 @@ from omegaconf import DictConfig, OmegaConf
 from sqlalchemy.exc import SQLAlchemyError
 
 from resnet_exp import runs
-from resnet_exp.config import text
-from resnet_exp.errors import UserError, report_error
+from resnet_exp.core.config import text
+from resnet_exp.core.errors import UserError, report_error
 from resnet_exp.runs import read
 
 from .search_space import same_space, search_space

@@ -9,7 +9,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 
 
 def distribution(override: Override):

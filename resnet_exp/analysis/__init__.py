@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from resnet_exp.analysis.base import Analysis
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import ANALYSIS_DIR, CHECKPOINT_DIR, TENSORBOARD_DIR
 from resnet_exp.runs.extension import Extension, RunEnd
 
@@ -75,7 +75,7 @@ class Analyses(Extension):
     def after(self, end: RunEnd) -> None:
         """At the end of a run: its best checkpoint (or, without one, the weights in hand); a
         pruned trial is abandoned, with no use for them."""
-        from resnet_exp import checkpoints
+        from resnet_exp.training import checkpoints
 
         if end.status != "finished":
             return
@@ -91,7 +91,7 @@ class Analyses(Extension):
         ((run folder, model) pairs)."""
         from torch.utils.tensorboard import SummaryWriter
 
-        from resnet_exp import figures
+        from resnet_exp.core import figures
 
         self.check(model)
         out = run_dir / ANALYSIS_DIR
@@ -117,7 +117,7 @@ def _timed(run_dir: Path, name: str, analysis: Analysis, model, x, y, others) ->
     (piped output gets one line per analysis, not a bar's frames)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from resnet_exp import console
+    from resnet_exp.core import console
 
     started = time.perf_counter()
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

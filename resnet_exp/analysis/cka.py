@@ -101,7 +101,7 @@ class CKA(Analysis):
     def figure(self, result: dict):
         from pathlib import Path
 
-        from resnet_exp import figures
+        from resnet_exp.core import figures
 
         matrices = result["matrices"]
         fig, axes = figures.new_figure(4 * len(matrices), 4, ncols=len(matrices))

@@ -103,7 +103,7 @@ class Landscape(Analysis):
         return result | {"summary": {"landscape_rise_at_half_span": rise}}
 
     def figure(self, result: dict):
-        from resnet_exp import figures
+        from resnet_exp.core import figures
 
         fig, axes = figures.new_figure(10, 4, ncols=2)
         a, b = axes[0]

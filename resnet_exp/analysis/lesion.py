@@ -97,7 +97,7 @@ class Lesion(Analysis):
                                      "lesion_one_block_min": min(single)}}
 
     def figure(self, result: dict):
-        from resnet_exp import figures
+        from resnet_exp.core import figures
 
         fig, axes = figures.new_figure(10, 3.5, ncols=2)
         a, b = axes[0]

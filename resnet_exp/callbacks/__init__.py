@@ -15,7 +15,7 @@
                    re-exported: the name would hide the module from Hydra's locator)
     pruning.py     OptunaPruning: a search's job reports to its Optuna trial and stops when pruned
 
-EpochSeed lives in resnet_exp/seeding.py with the rest of what makes a resumed epoch exact.
+EpochSeed lives in resnet_exp/training/seeding.py with the rest of what makes a resumed epoch exact.
 """
 
 from resnet_exp.callbacks.checkpoint import ModelCheckpoint
@@ -26,7 +26,7 @@ from resnet_exp.callbacks.perclass import PerClassMetrics
 from resnet_exp.callbacks.samples import AugmentedSamples
 from resnet_exp.callbacks.step_logging import StepLogInterval
 from resnet_exp.callbacks.throughput import EpochThroughput
-from resnet_exp.seeding import EpochSeed
+from resnet_exp.training.seeding import EpochSeed
 
 __all__ = ["AugmentedSamples", "EpochLines", "EpochSeed", "EpochThroughput", "GradientFlow",
            "ModelCheckpoint", "PerClassMetrics", "StepLogInterval", "StopOnNonFinite",

@@ -26,7 +26,7 @@ def progress_bar(leave: bool = True, enabled: bool = True,
     trainer's enable_progress_bar; Lightning refuses any ProgressBar among the callbacks when it
     is false, so the lines then come from a plain callback. `quiet`: nothing per epoch
     (callbacks=lean)."""
-    from resnet_exp.console import console
+    from resnet_exp.core.console import console
 
     if quiet:  # a bar that draws nothing, in the seat Lightning would give its own bar
         return TQDMProgressBar(refresh_rate=0) if enabled else None
@@ -37,7 +37,7 @@ def progress_bar(leave: bool = True, enabled: bool = True,
 
 def model_summary(max_depth: int = 1) -> ModelSummary:
     """The layers down to `max_depth`, with parameters, FLOPs and in/out sizes."""
-    from resnet_exp.console import console
+    from resnet_exp.core.console import console
 
     return (RichModelSummary if console.is_terminal else ModelSummary)(max_depth=max_depth)
 

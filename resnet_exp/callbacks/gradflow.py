@@ -35,8 +35,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from resnet_exp import figures
 from resnet_exp.callbacks.outputs import save_figure, tensorboard
+from resnet_exp.core import figures
 from resnet_exp.models.structure import structure_of
 from resnet_exp.runs import GRADIENT_FLOW_COLUMNS, GRADIENT_FLOW_EVENTS_DIR, GRADIENT_FLOW_FILE
 from resnet_exp.runs.atomic import atomic_write
@@ -103,14 +103,12 @@ class GradientFlow(pl.Callback, Extension):
                                    dtype=torch.float32)
         self._zero = torch.zeros((), device=device)
         self._reset()
-        resumed, self._resumed = self._resumed, None
-        if resumed and resumed["epoch"] == trainer.current_epoch and resumed["steps"]:
-            # a checkpoint written mid-epoch (on SIGTERM): the epoch's sums so far
-            self._sum, self._steps = resumed["sum"].to(device), int(resumed["steps"])
-        if self.path.exists():  # resumed into the same folder: keep the epochs already done
+        if self._resumed and "history" in self._resumed:  # the epochs done, exactly as computed
+            self.history = {int(e): (list(a), list(n), int(k))
+                            for e, (a, n, k) in self._resumed["history"].items()}
+        elif self.path.exists():  # a checkpoint from before it carried them: the CSV's
             _, done = read_gradient_flow(self.path)
-            self.history = {e: (v, [float("nan")] * len(v), 0)
-                            for e, v in done.items() if e < trainer.current_epoch}
+            self.history = {e: (v, [float("nan")] * len(v), 0) for e, v in done.items()}
         logger = tensorboard(trainer)
         if logger is not None:
             from torch.utils.tensorboard import SummaryWriter
@@ -121,10 +119,22 @@ class GradientFlow(pl.Callback, Extension):
             for kind in ("mean_abs", "l2_norm")
         ]
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning restores a resumed run's epoch after on_fit_start, and calls this only when
+        # epochs are left to train (a run resumed after its last one keeps its history whole)
+        resumed, self._resumed = self._resumed, None
+        if not self._weights:
+            return
+        self.history = {e: h for e, h in self.history.items() if e < trainer.current_epoch}
+        if resumed and resumed["epoch"] == trainer.current_epoch and resumed["steps"]:
+            # a checkpoint written mid-epoch (on SIGTERM): the epoch's sums so far
+            self._sum, self._steps = resumed["sum"].to(self._sum.device), int(resumed["steps"])
+
     def state_dict(self) -> dict:
         if not self._weights:
             return {}
-        return {"epoch": self._epoch, "sum": self._sum, "steps": self._steps}
+        return {"epoch": self._epoch, "sum": self._sum, "steps": self._steps,
+                "history": dict(self.history)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._resumed = state_dict or None

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 
 SIGTERM_EXIT = 128 + signal.SIGTERM  # the shell's status for a process ended by SIGTERM: 143
 SIGINT_EXIT = 128 + signal.SIGINT  # and by Ctrl-C: 130
@@ -91,6 +91,39 @@ class StopOnNonFinite(pl.Callback):
         lr = f" (now {trainer.optimizers[0].param_groups[0]['lr']:g})" if trainer.optimizers else ""
         return (f"Lower optimizer.lr{lr}, set trainer.gradient_clip_val, or find the operation "
                 "with debug=anomaly")
+
+
+class StopTogetherOnSigterm(pl.Callback):
+    """A SIGTERM to the ranks of a multi-process run (a scheduler's preemption: srun signals
+    every task) stops them all after the same batch, so that last.ckpt is written and the run is
+    recorded `interrupted`, as in one process.
+
+    Lightning 2.6's own handler does neither: in the signal handler it tells its launcher to kill
+    the other local ranks and broadcasts a flag from rank 0 (signal_connector.py,
+    `_sigterm_notifier_fn`), a collective at whatever point each rank was interrupted, which the
+    others never match; and each rank stops at the end of the batch in which its own signal came
+    (training_epoch_loop.py), the others going on into the next collective. Either gives gloo's
+    "Connection reset by peer" or a hang, no checkpoint, `failed`. Here the handler only notes
+    the signal; each training batch starts with every rank's note reduced to one (a one-number
+    all-reduce), and Lightning's flag is set on all ranks at once, so they all stop after that
+    batch. A single process keeps Lightning's handler as it is."""
+
+    def __init__(self) -> None:
+        self._noted = False
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # after Lightning registered its handler (Trainer._run), in the main thread only
+        if trainer.world_size > 1 and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._note)
+
+    def _note(self, signum, frame) -> None:
+        self._noted = True
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.world_size > 1:
+            noted = torch.tensor([int(self._noted)], device=pl_module.device)
+            if trainer.strategy.reduce(noted, reduce_op="sum").item():
+                trainer._signal_connector.received_sigterm = True
 
 
 def _exit(signum, frame) -> None:

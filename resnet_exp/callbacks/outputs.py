@@ -7,7 +7,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from resnet_exp import figures
+from resnet_exp.core import figures
 from resnet_exp.runs import FIGURES_DIR
 
 

@@ -21,9 +21,9 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from resnet_exp import figures
 from resnet_exp.callbacks.outputs import save_figure
-from resnet_exp.console import literal
+from resnet_exp.core import figures
+from resnet_exp.core.console import literal
 from resnet_exp.runs.extension import Extension, RunStart
 
 KEY = "per_class"  # metrics.json: {"<prefix>/per_class": {"<class>": {"precision": ...}}}
@@ -108,7 +108,7 @@ class PerClassMetrics(pl.Callback, Extension):
     def teardown(self, trainer, pl_module, stage: str) -> None:
         # printed here, once the progress bar (torn down before) no longer redraws the console
         if getattr(self, "_table", None) is not None and self.print_table:
-            from resnet_exp.console import console
+            from resnet_exp.core.console import console
 
             console.print(self._table)
             self._table = None

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from resnet_exp import figures
 from resnet_exp.callbacks.outputs import save_figure
+from resnet_exp.core import figures
 
 
 class AugmentedSamples(pl.Callback):

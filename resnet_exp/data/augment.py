@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
+from resnet_exp.core.errors import UserError
 from resnet_exp.data.auto_augment import AutoAugment
-from resnet_exp.errors import UserError
 
 # The range of each knob: (lowest, highest); torch fails deep inside, or silently does
 # nothing sensible, outside them. RandAugment's magnitude bins are 0..30 (torchvision's 31).

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 
 POLICIES = ("trivialaugment", "randaugment", "autoaugment_cifar10", "autoaugment_imagenet")
 

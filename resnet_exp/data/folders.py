@@ -26,10 +26,10 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from torchvision.transforms import v2
 
+from resnet_exp.core.errors import UserError
 from resnet_exp.data.augment import Augmentation
 from resnet_exp.data.module import DataModule
 from resnet_exp.data.order import IndexedTensors
-from resnet_exp.errors import UserError
 
 
 def read_images(paths: list[str], channels: int) -> list[torch.Tensor]:

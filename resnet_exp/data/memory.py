@@ -16,9 +16,9 @@ from urllib.error import URLError
 import torch
 import torchvision.datasets as tvd
 
+from resnet_exp.core.errors import UserError
 from resnet_exp.data.module import DataModule
 from resnet_exp.data.order import IndexedTensors
-from resnet_exp.errors import UserError
 
 DOWNLOAD_TIMEOUT_S = 60.0  # seconds without a byte before a download gives up
 

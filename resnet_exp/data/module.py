@@ -22,6 +22,7 @@ import torch
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset
 
+from resnet_exp.core.errors import UserError
 from resnet_exp.data.augment import Augmentation
 from resnet_exp.data.order import (
     DeviceBatches,
@@ -30,7 +31,6 @@ from resnet_exp.data.order import (
     IndexedTensors,
     collate_fn,
 )
-from resnet_exp.errors import UserError
 
 
 def split_rows(labels: torch.Tensor, names: list[str], pool: torch.Tensor, test: torch.Tensor,

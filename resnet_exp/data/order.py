@@ -2,7 +2,7 @@
 
 `EpochShuffle` draws each epoch's permutation from (seed, epoch) alone; `EpochPosition` knows the
 next training batch's place in its epoch, which seeds that batch's augmentation and which a
-checkpoint carries, so an interrupted epoch replays exactly (resnet_exp/seeding.py tells the
+checkpoint carries, so an interrupted epoch replays exactly (training/seeding.py tells the
 whole story). `IndexedTensors` and `DeviceBatches` serve sets held in memory a batch at a time.
 """
 
@@ -13,7 +13,7 @@ import math
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from resnet_exp.seeding import epoch_seed
+from resnet_exp.training.seeding import epoch_seed
 
 
 class IndexedTensors(Dataset):

@@ -16,7 +16,7 @@ from pathlib import Path
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import FIGURES_DIR, GRADIENT_FLOW_FILE, RUN_FILE, read
 from resnet_exp.runs.extension import Extension, Resumed, RunEnd, RunStart
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import FIGURES_DIR, RUN_FILE, read
 from resnet_exp.runs.extension import Extension, Resumed, RunEnd, RunStart
 

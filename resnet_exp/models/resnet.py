@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet as tv
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.models.structure import Block, Structure
 from resnet_exp.models.weights import load_weights
 

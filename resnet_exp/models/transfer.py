@@ -9,7 +9,7 @@ Three modes, compared in `conf/experiment/transfer_learning*.yaml`:
   the model trains (as Keras does for `trainable = False` layers). Only the new head learns.
 - `finetune`: the new head plus the last `trainable_stages` stages of the backbone are trained,
   the backbone at `backbone_lr_scale` times the head's rate (declared as `model.lr_scales`, which
-  the optimizer's parameter groups read: resnet_exp/param_groups.py); earlier stages stay frozen
+  the optimizer's parameter groups read: training/param_groups.py); earlier stages stay frozen
   as above.
 
 The network keeps its own class and state-dict keys (nothing is wrapped), so a fine-tuned
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.models.structure import structure_of
 
 MODES = ("scratch", "feature_extract", "finetune")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.models.structure import Block, Structure, equal_stages
 from resnet_exp.models.weights import load_weights
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum, get_weight
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
@@ -97,7 +97,7 @@ def _checkpoint_state_dict(path: str) -> dict[str, torch.Tensor]:
             "wrote (outputs/runs/<run>/checkpoints/*.ckpt) or a torchvision weights name such as "
             "IMAGENET1K_V1 (ImageNet ResNets only)."
         )
-    from resnet_exp import checkpoints  # Lightning's I/O: only where a checkpoint is read
+    from resnet_exp.training import checkpoints  # Lightning's I/O: only where a checkpoint is read
 
     try:
         checkpoint = checkpoints.read(path)
@@ -120,7 +120,7 @@ def _checkpoint_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 
 def _load_matching(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    from resnet_exp.checkpoints import diff
+    from resnet_exp.training.checkpoints import diff
 
     own = model.state_dict()
     missing, unexpected, mismatched = diff(own, state)

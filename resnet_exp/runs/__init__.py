@@ -53,7 +53,7 @@ summary); migrate.py holds every rule for older layouts. `python -m resnet_exp.r
 
 from pathlib import Path
 
-LAYOUT = 2  # run.json's "layout": the version of the description above
+LAYOUT = 3  # run.json's "layout": the version of the description above
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = Path(".hydra") / "config.yaml"

@@ -26,9 +26,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from resnet_exp import console as ui
-from resnet_exp.console import command
-from resnet_exp.errors import UserError
+from resnet_exp.core import console as ui
+from resnet_exp.core.console import command
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import CHECKPOINT_DIR, CONFIG_FILE, STATUSES, read
 from resnet_exp.runs.listing import (
     STALE,

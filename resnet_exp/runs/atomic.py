@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 
 
 class WriteFailed(UserError, OSError):

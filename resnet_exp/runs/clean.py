@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import read, record
 from resnet_exp.runs.listing import STALE, Entry, counted, print_table, size_text
 

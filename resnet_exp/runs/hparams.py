@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from resnet_exp.config import GROUPS, override_key
+from resnet_exp.core.config import GROUPS, override_key
 from resnet_exp.runs import NOT_TRAINING
 
 # the groups whose scalar settings are columns, beside the choices, seed and max_epochs

@@ -29,8 +29,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, read_write
 
-from resnet_exp.config import check_run_settings, monitor_mode, override_key
-from resnet_exp.errors import UserError, report_error
+from resnet_exp.core.config import check_run_settings, monitor_mode, override_key
+from resnet_exp.core.errors import UserError, report_error
 from resnet_exp.runs import RUN_FILE, SWEEP_FILE, read
 from resnet_exp.runs.context import resolving_as_run
 
@@ -97,9 +97,9 @@ def _check_name(config: DictConfig) -> None:
 
 
 def _check_arguments(config: DictConfig) -> None:
-    """Every node the run builds, against its target's signature (resnet_exp/signatures.py), as
+    """Every node the run builds, against its target's signature (resnet_exp/core/signatures.py), as
     the run will resolve it: in its folder, which Hydra sets only once the job runs."""
-    from resnet_exp import signatures  # imports what the config names: torch
+    from resnet_exp.core import signatures  # imports what the config names: torch
 
     with resolving_as_run(config, Path(config.hydra.run.dir).resolve()) as probe:
         signatures.check_config(probe)
@@ -156,7 +156,7 @@ class SweepSummary(Callback):
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from resnet_exp.console import console
+        from resnet_exp.core.console import console
         from resnet_exp.runs.sweep_table import print_sweep
 
         monitor = config.get("monitor", "val/acc")

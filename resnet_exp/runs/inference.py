@@ -31,7 +31,7 @@ def class_names(loaded: Loaded) -> list[str]:
     (callbacks=default writes them), else the data module's once set up, else "0", "1", ...
     when neither is at hand (its data is not on this machine)."""
     from resnet_exp.callbacks.perclass import KEY
-    from resnet_exp.errors import UserError
+    from resnet_exp.core.errors import UserError
 
     count = loaded.task.data.num_classes
     names = list(loaded.metrics.get(f"test/{KEY}") or {})

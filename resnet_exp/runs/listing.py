@@ -24,8 +24,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from resnet_exp.config import short_value
-from resnet_exp.errors import UserError
+from resnet_exp.core.config import short_value
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import read, record
 from resnet_exp.runs.compare import NOT_SETTINGS, differing_keys, read_run
 from resnet_exp.runs.sweep_table import STATUS_STYLE as SWEEP_STYLE

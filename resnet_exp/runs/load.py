@@ -67,8 +67,8 @@ def load(run_dir: str | Path, which: str | Path = "best", overrides: list[str] |
     for a run trained on a GPU); `trust` accepts targets outside the allow-list (trust.py).
     A UserError says why a folder cannot be loaded: not a run, a newer layout, no such
     checkpoint, a refused config, weights that do not fit the model."""
-    from resnet_exp import checkpoints
     from resnet_exp.train import assemble
+    from resnet_exp.training import checkpoints
 
     run_dir = Path(run_dir)
     layout = migrate.check(run_dir)  # before anything of the folder is read by today's layout

@@ -12,11 +12,15 @@ Layout 1: every run.json without `layout` (the field came with layout 2). Its ru
 - import paths of the flat layout, one module per idea before data/, callbacks/ and runs/
   (`resnet_exp.gradflow.GradientFlow`), and the package re-exports conf/ once named
   (`resnet_exp.data.CIFAR10`), read as today's canonical names (`MOVED`, `canonical`), so such
-  runs replay without a drift warning or `--trust`;
+  runs replay without a drift warning or `--trust`; and, as for layout 2, `WINGS`;
 - epochs in metrics.json counted from 0 (`best_epoch`, eval's `checkpoint_epoch`: `EPOCH_KEYS`);
 - the train epoch's loss logged as `train/loss_epoch` (today `train/loss`: `RENAMED_TAGS`);
 - the analyses as one class with every knob (`analysis.grid=11`), today one node per analysis
   (`analysis.landscape.grid=11`: `RENAMED_KEYS`), and the MLflow logger as a factory function.
+
+Layout 2: run.json's `layout` is 2. Its rule:
+- the run's helpers loose beside the wings (`resnet_exp.module.Classifier`,
+  `resnet_exp.schedules.warmup`), today in `training/` and `core/` (`WINGS`).
 
 Imports no torch: `__main__` replays `resume=RUN_DIR` before Hydra starts.
 """
@@ -26,8 +30,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resnet_exp.config import unquote
-from resnet_exp.errors import UserError
+from resnet_exp.core.config import unquote
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import LAYOUT, RUN_FILE, read
 
 UNVERSIONED = 1  # the layout of a run.json without "layout": every run before the field
@@ -40,7 +44,7 @@ MOVED = {
     "resnet_exp.folders.ImageNet": "resnet_exp.data.folders.ImageNet",
     "resnet_exp.checkpoints.ModelCheckpoint": "resnet_exp.callbacks.checkpoint.ModelCheckpoint",
     "resnet_exp.gradflow.GradientFlow": "resnet_exp.callbacks.gradflow.GradientFlow",
-    "resnet_exp.guards.EpochSeed": "resnet_exp.seeding.EpochSeed",
+    "resnet_exp.guards.EpochSeed": "resnet_exp.training.seeding.EpochSeed",
     "resnet_exp.guards.StopOnNonFinite": "resnet_exp.callbacks.guards.StopOnNonFinite",
     "resnet_exp.perclass.PerClassMetrics": "resnet_exp.callbacks.perclass.PerClassMetrics",
     "resnet_exp.samples.AugmentedSamples": "resnet_exp.callbacks.samples.AugmentedSamples",
@@ -49,6 +53,14 @@ MOVED = {
     "resnet_exp.analyze.Analyses": "resnet_exp.analysis.Analyses",
     "resnet_exp.loggers.mlflow": "resnet_exp.loggers.mlflow.MLflow",
 }
+# -- from layouts 1 and 2: the loose helpers, today in their wings ----------------------------
+# module prefix -> today's (the classes and factories of these modules a config may name)
+WINGS = {f"resnet_exp.{name}.": f"resnet_exp.{wing}.{name}." for wing, names in (
+    ("training", ("module", "param_groups", "checkpoints", "profiling", "seeding", "schedules",
+                  "metrics", "ema", "distributed", "cpu_threads", "speed")),
+    ("core", ("config", "console", "errors", "usage", "signatures", "figures")),
+) for name in names}
+
 # An analysis knob's key -> today's, under the analysis it belongs to (conf/analysis/).
 RENAMED_KEYS = {"analysis.draws": "analysis.lesion.draws",
                 # the parameter groups' own node (param_groups.py), no longer the module's flag
@@ -117,11 +129,16 @@ def canonical(target: str) -> str:
 
     >>> canonical("resnet_exp.data.CIFAR10"), canonical("resnet_exp.gradflow.GradientFlow")
     ('resnet_exp.data.memory.CIFAR10', 'resnet_exp.callbacks.gradflow.GradientFlow')
+    >>> canonical("resnet_exp.module.Classifier")
+    'resnet_exp.training.module.Classifier'
     """
     # not at import: the report reads runs through this module, and would pay 70 ms for trust.py
     from resnet_exp.runs import trust
 
     target = MOVED.get(target, target)
+    prefix = next((p for p in WINGS if target.startswith(p)), None)
+    if prefix is not None:
+        target = WINGS[prefix] + target[len(prefix):]
     package, _, name = target.rpartition(".")
     if trust.allowed(target) or not package.startswith("resnet_exp"):
         return target
@@ -150,15 +167,15 @@ def renamed(override: str) -> str:
 
 
 def overrides(saved: list[str], layout: int) -> list[str]:
-    """A run's saved `.hydra/overrides.yaml` as today's code reads it. From layout 1: every
-    `_target_` by its canonical name."""
-    return [renamed(o) for o in saved] if layout <= 1 else list(saved)
+    """A run's saved `.hydra/overrides.yaml` as today's code reads it. From layouts 1 and 2:
+    every `_target_` by its canonical name."""
+    return [renamed(o) for o in saved] if layout <= 2 else list(saved)
 
 
 def config(saved: Any, layout: int) -> Any:
-    """A run's saved `.hydra/config.yaml`, as plain data, as today's code reads it. From layout
-    1: every `_target_` by its canonical name."""
-    if layout > 1:
+    """A run's saved `.hydra/config.yaml`, as plain data, as today's code reads it. From layouts
+    1 and 2: every `_target_` by its canonical name."""
+    if layout > 2:
         return saved
     if isinstance(saved, dict):
         return {k: canonical(v) if k == "_target_" and isinstance(v, str) else config(v, layout)

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import LAYOUT, METRICS_FILE, RUN_FILE, STATUSES, migrate
 from resnet_exp.runs.atomic import write_json_atomic
 from resnet_exp.runs.read import read_json

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from resnet_exp import config
-from resnet_exp.errors import UserError
+from resnet_exp.core import config
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import OVERRIDES_FILE, RUN_FILE, migrate, read, trust
 
 # Keys of the replay machinery itself, never replayed from a run's saved overrides.

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from resnet_exp.console import add_row, literal
+from resnet_exp.core.console import add_row, literal
 from resnet_exp.runs.report_rows import counted, delta_names, first_line, left_out
 
 MUST = 0.0  # the priority of a column that is always shown

@@ -25,7 +25,7 @@ LOG_PANELS = ("train/loss", "val/loss")
 
 
 def save(fig, path: Path) -> None:
-    from resnet_exp import figures
+    from resnet_exp.core import figures
 
     figures.save(fig, path, dpi=DPI, vector=True)
 
@@ -47,7 +47,7 @@ def draw(configs: list[Configuration], metric: str, out: Path) -> list[tuple[str
 
 
 def _curves(configs: list[Configuration], out: Path) -> list[tuple[str, str]]:
-    from resnet_exp import figures
+    from resnet_exp.core import figures
 
     panels = curve_panels(configs)
     if not panels:
@@ -59,7 +59,7 @@ def _curves(configs: list[Configuration], out: Path) -> list[tuple[str, str]]:
 
 def _sweeps(configs: list[Configuration], metric: str, out: Path) -> list[tuple[str, str]]:
     """One figure per swept key that takes more than one value: `metric` against it."""
-    from resnet_exp import figures
+    from resnet_exp.core import figures
 
     drawn = []
     for key in configs[0].values:
@@ -75,7 +75,7 @@ def _sweeps(configs: list[Configuration], metric: str, out: Path) -> list[tuple[
 
 def _gradient_flows(configs: list[Configuration], out: Path) -> list[tuple[str, str]]:
     """Each configuration's first finished run with a gradient_flow.csv, side by side."""
-    from resnet_exp import figures
+    from resnet_exp.core import figures
 
     flows = {}
     for configuration in configs:
@@ -98,7 +98,7 @@ def _is_transfer(run) -> bool:
 
 def _transfer(configs: list[Configuration], metric: str, out: Path) -> list[tuple[str, str]]:
     """Transfer-learning runs (`model.mode`): accuracy, trainable parameters, epochs to best."""
-    from resnet_exp import figures
+    from resnet_exp.core import figures
 
     if not any(_is_transfer(r) for c in configs for r in c.finished):
         return []

@@ -7,7 +7,7 @@
         every job continues in the folder Hydra picks for it: finished jobs are skipped (their
         metrics are the objective), interrupted ones resume from last.ckpt, others start.
 
-What makes the resumed run equal to an uninterrupted one is described in resnet_exp/seeding.py.
+What makes the resumed run equal to an uninterrupted one is described in training/seeding.py.
 Imports no torch: `__main__` calls `command_line` before Hydra starts.
 """
 
@@ -17,9 +17,9 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from resnet_exp import config
-from resnet_exp.config import quote, unquote
-from resnet_exp.errors import UserError
+from resnet_exp.core import config
+from resnet_exp.core.config import quote, unquote
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs import CHECKPOINT_DIR, METRICS_FILE, RUN_FILE, read, record
 from resnet_exp.runs.replay import ONE_JOB, replay
 
@@ -125,7 +125,7 @@ def prepare(run_dir: Path) -> Path | None:
 def finished(run_dir: Path) -> dict:
     """The metrics of a run that has finished already (or was pruned by an Optuna search: its
     trial is over); nothing in its folder is rewritten."""
-    from resnet_exp import console
+    from resnet_exp.core import console
 
     metrics = read.read_json(Path(run_dir) / METRICS_FILE)
     console.console.print(f"[bold]{console.literal(run_dir)}[/bold] finished already: not run "

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from resnet_exp.config import better, short_value
+from resnet_exp.core.config import better, short_value
 from resnet_exp.runs import read
 from resnet_exp.runs.compare import Run, differing_keys, read_run
 from resnet_exp.runs.report_console import Column, fitted, print_paths
@@ -71,7 +71,7 @@ class Sweep:
 
     def table(self, width: int) -> tuple[Table, list[Column]]:
         """The table at `width`, and the columns left out to fit it."""
-        from resnet_exp.console import add_row, literal
+        from resnet_exp.core.console import add_row, literal
 
         shown, left_out = fitted(self.columns(), width)
         table = Table(header_style="bold")

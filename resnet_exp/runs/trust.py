@@ -33,7 +33,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs.context import resolving_as_run
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -41,9 +41,10 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # networks, callbacks, the LightningModule, the Hydra callbacks...), and those whose public
 # functions are factories too. Other modules hold functions that write files (checkpoints.save,
 # runs.atomic.write_json_atomic): never targets.
-TARGET_MODULES = ("data.", "models.", "callbacks.", "analysis", "loggers.", "module",
-                  "param_groups", "checkpoints", "profiling", "seeding", "runs.hydra_hooks")
-FACTORY_MODULES = ("models.", "callbacks.", "schedules")
+TARGET_MODULES = ("data.", "models.", "callbacks.", "analysis", "loggers.", "training.module",
+                  "training.param_groups", "training.checkpoints", "training.profiling",
+                  "training.seeding", "runs.hydra_hooks")
+FACTORY_MODULES = ("models.", "callbacks.", "training.schedules")
 
 _OPTIMIZERS = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
                "Adagrad": "adagrad", "Adadelta": "adadelta", "Adamax": "adamax", "NAdam": "nadam",

@@ -72,17 +72,6 @@ NO_BLOCKS = {"BaselineCNN"}
 # is one cell of its own, expected to fail (`pytest --runxfail tests/combos -k known` runs them):
 # the reason, the pair (a value, or a test of the value), and the dimension a row changes.
 KNOWN = {
-    "DDP with a SIGTERM to each rank (a scheduler's preemption): the run ends `failed`, status 1, "
-    "no last.ckpt, rank 0 prints gloo's 'Connection reset by peer' traceback; under a sweep "
-    "(ddp_spawn) it hangs":
-        ({"trainer": "ddp", "resume": "killed"}, "resume"),
-    "trainer.strategy=ddp_spawn in a joblib job: the spawned ranks die with 'ValueError: cannot "
-    "find context for loky' (the worker's start method), the job prints the traceback":
-        ({"trainer": "ddp", "launcher": "joblib"}, "launcher"),
-    "trainer.strategy=ddp_spawn (what the refusal of ddp inside a sweep advises): fit ends, "
-    "then `.test()` in the spawned ranks raises \"ValueError: `.test()` found no path for the "
-    "best weights: ''\" and the job fails":
-        ({"trainer": "ddp", "launcher": "basic"}, "launcher"),
     "a SIGTERM to a joblib sweep whose job leaves a worker idle (one job, two workers): the job "
     "dies unrecorded (run.json stays `running`, no last.ckpt), the sweep waits out "
     "ForwardSignals' 120 s grace and exits 143, loky's resource tracker prints KeyError "
@@ -125,6 +114,10 @@ def conflict(values: dict) -> str | None:
 
 def refusal(values: dict) -> str | None:
     v = values.get
+    if v("trainer") == "ddp" and v("launcher") not in (None, NO_LAUNCHER):
+        # "trainer.devices=2 with strategy ddp inside a local sweep (-m)": its ranks would re-run
+        # the sweep; ddp_spawn, which would not, is refused too (training/distributed.py)
+        return "launcher"
     if v("monitor") == "val/acc_ema" and v("ema") == "off":
         return "ema"  # no EMA weights, no val/acc_ema to checkpoint by
     augmentation, data = v("augmentation"), v("data")
@@ -138,7 +131,7 @@ def refusal(values: dict) -> str | None:
     trick = v("trick")
     if trick and model:
         # a trick that sets model keys (zero_init: zero_init_residual) is for the families whose
-        # builder takes them (the ResNets); resnet_exp/signatures.py refuses it elsewhere
+        # builder takes them (the ResNets); resnet_exp/core/signatures.py refuses it elsewhere
         wanted = set(node("trick", trick).get("model", {}))
         if not wanted <= {key for member in families()[model] for key in node("model", member)}:
             return "trick"

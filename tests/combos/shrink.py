@@ -98,10 +98,7 @@ def _logger(option: str, cwd: Path) -> list[str]:
 def _trainer(cell: matrix.Cell) -> list[str]:
     if cell.trainer != "ddp":
         return []
-    # two CPU processes; inside a sweep with ddp_spawn, as the refusal of plain ddp there says
-    # (Lightning re-runs the command line for each rank, which would re-run the sweep)
-    spawn = ["trainer.strategy=ddp_spawn"] if cell.launcher != matrix.NO_LAUNCHER else []
-    return ["trainer.devices=2", *spawn]
+    return ["trainer.devices=2"]  # two CPU processes (matrix.refusal: never inside a local sweep)
 
 
 def overrides(cell: matrix.Cell, data_args: dict[str, list[str]], cwd: Path) -> list[str]:

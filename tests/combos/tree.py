@@ -9,11 +9,11 @@ from functools import cache
 
 from omegaconf import OmegaConf
 
-from resnet_exp.config import CONF_DIR
+from resnet_exp.core.config import CONF_DIR
 
 
 def options(group: str) -> list[str]:
-    """A group's options, as `python -m resnet_exp --help` lists them (resnet_exp/usage.py)."""
+    """A group's options, as `python -m resnet_exp --help` lists them (resnet_exp/core/usage.py)."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 

@@ -20,8 +20,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from resnet_exp.config import GROUPS, set_by_options
-from resnet_exp.errors import UserError, report_error
+from resnet_exp.core.config import GROUPS, set_by_options
+from resnet_exp.core.errors import UserError, report_error
 
 console = Console()
 if not console.is_terminal:

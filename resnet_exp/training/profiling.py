@@ -31,6 +31,6 @@ class PrintedSimpleProfiler(SimpleProfiler):
         report = self.summary()
         super().describe()  # writes the file
         if report and self._local_rank in (None, 0):
-            from resnet_exp.console import console
+            from resnet_exp.core.console import console
 
             console.print(report, markup=False, highlight=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from resnet_exp.config import CONF_DIR
+from resnet_exp.core.config import CONF_DIR
 
 # What Hydra's template may ask for that only Hydra can produce cheaply enough to be worth it.
 HYDRA_ONLY = ("$FLAGS_HELP", "$HYDRA_CONFIG_GROUPS", "$CONFIG")

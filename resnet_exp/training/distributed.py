@@ -10,10 +10,13 @@ loggers and ModelCheckpoint are rank-0-only already.
 from __future__ import annotations
 
 import pytorch_lightning as pl
-from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
+from pytorch_lightning.strategies.launchers import (
+    _MultiProcessingLauncher,
+    _SubprocessScriptLauncher,
+)
 from pytorch_lightning.utilities import rank_zero_only
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 
 
 def is_rank_zero() -> bool:
@@ -33,19 +36,25 @@ def batch_scale(trainer: pl.Trainer, batch_size: int) -> dict[str, int]:
 
 
 def check_launch(trainer: pl.Trainer, multirun: bool) -> None:
-    """Lightning starts the other local ranks by re-running `sys.argv`, which in a local sweep
+    """The ways of starting several processes that this run cannot use, refused before training.
+    Lightning starts the other local ranks by re-running `sys.argv`, which in a local sweep
     would start the whole sweep again in every rank (`-m` and the sweep lists are in it). Not
     where the cluster environment starts them (srun under SLURM, torchrun): Lightning 2.6's
     DDPStrategy keeps its script launcher there too, and only its
     `creates_processes_externally` keeps it from starting children."""
     launcher = trainer.strategy.launcher
+    if isinstance(launcher, _MultiProcessingLauncher):  # ddp_spawn, ddp_fork, ddp_notebook
+        raise UserError(
+            f"trainer.strategy=ddp_{launcher._start_method}: the processes it spawns train, "
+            "test and then end with what they computed (the per-class results, gradient flow, "
+            "the best checkpoint's score), which this process never sees. Use "
+            "trainer.strategy=ddp (trainer=ddp): the ranks run the whole run, rank 0 records it")
     environment = getattr(trainer.strategy, "cluster_environment", None)
     external = environment is not None and environment.creates_processes_externally
     if multirun and isinstance(launcher, _SubprocessScriptLauncher) and not external:
         raise UserError(
             f"trainer.devices={trainer.num_devices} with strategy ddp inside a local sweep (-m): "
             "Lightning starts the other processes by re-running the command line, which would "
-            "re-run the sweep. Run each multi-device job on its own (without -m), sweep them on "
-            "a cluster with hydra/launcher=slurm (srun starts the processes), or use "
-            "trainer.strategy=ddp_spawn"
+            "re-run the sweep. Run each multi-device job on its own (without -m), or sweep them "
+            "on a cluster with hydra/launcher=slurm (srun starts the processes)"
         )

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # The config groups (conf/ folders a run chooses an option of), in the order a reader follows a
 # run: the console's config tree, TensorBoard's HPARAMS columns.
 GROUPS = ("experiment", "trick", "data", "augmentation", "model", "optimizer", "scheduler",
@@ -211,7 +211,7 @@ def compose(overrides: list[str], output_dir: Path | None = None, with_hydra: bo
     from hydra.errors import HydraException
     from omegaconf import open_dict
 
-    from resnet_exp.errors import UserError
+    from resnet_exp.core.errors import UserError
     from resnet_exp.runs.context import set_as_run
 
     register_resolvers()
@@ -235,7 +235,7 @@ def _check_entries(cfg) -> None:
     """Each entry of `callbacks` and `logger` is a node to instantiate, or null."""
     from omegaconf import OmegaConf
 
-    from resnet_exp.errors import UserError
+    from resnet_exp.core.errors import UserError
 
     for group in ("callbacks", "logger"):
         entries = cfg.get(group) or {}
@@ -250,7 +250,7 @@ def _check_entries(cfg) -> None:
 
 def _check_counts(node, where: str, keys: tuple[str, ...]) -> None:
     """Each of `keys` that `node` sets is a whole number >= 1."""
-    from resnet_exp.errors import UserError
+    from resnet_exp.core.errors import UserError
 
     for key in keys:
         value = node.get(key)
@@ -262,7 +262,7 @@ def _check_counts(node, where: str, keys: tuple[str, ...]) -> None:
 def check_run_settings(cfg) -> None:
     """The top-level keys a run needs before anything is built; called before torch is imported,
     so that a wrong one is answered in a second."""
-    from resnet_exp.errors import UserError
+    from resnet_exp.core.errors import UserError
 
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise UserError(f"seed={cfg.seed!r}: the seed must be an integer, e.g. seed=1")

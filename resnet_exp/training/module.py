@@ -12,10 +12,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from resnet_exp.ema import EMA
-from resnet_exp.metrics import StageMetrics, epoch_metrics
-from resnet_exp.param_groups import ParamGroups
-from resnet_exp.speed import ChannelsLast
+from resnet_exp.training.ema import EMA
+from resnet_exp.training.metrics import StageMetrics, epoch_metrics
+from resnet_exp.training.param_groups import ParamGroups
+from resnet_exp.training.speed import ChannelsLast
 
 STAGES = ("train", "val", "test")
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from resnet_exp.metrics import StageMetrics
+from resnet_exp.training.metrics import StageMetrics
 
 
 def _ema_update(average: list, current: list, _count, decay: float) -> None:
@@ -38,7 +38,7 @@ class EMA(nn.Module):
                  warmup_steps: int = 0) -> None:
         super().__init__()
         if not 0.0 < decay < 1.0:
-            from resnet_exp.errors import UserError
+            from resnet_exp.core.errors import UserError
             raise UserError(f"module.ema_decay={decay}: give a decay between 0 and 1 (e.g. "
                             "0.999), or null for no average")
         self.decay, self.every_n_steps, self.warmup_steps = decay, every_n_steps, warmup_steps

@@ -24,7 +24,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-from resnet_exp.errors import UserError
+from resnet_exp.core.errors import UserError
 from resnet_exp.runs.atomic import atomic_write
 
 # Globals that torch's own (legacy) pickles name to rebuild tensors: not "Python objects".

@@ -9,7 +9,7 @@ Dirichlet samplers refuse integer parameters).
 >>> checked(node, "augmentation")
 Traceback (most recent call last):
 ...
-resnet_exp.errors.UserError: augmentation.flip=yes: give true or false
+resnet_exp.core.errors.UserError: augmentation.flip=yes: give true or false
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from resnet_exp.config import text
-from resnet_exp.errors import UserError
+from resnet_exp.core.config import text
+from resnet_exp.core.errors import UserError
 
 FLOAT32_MAX = 3.4028234663852886e38
 _WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
