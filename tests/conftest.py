@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
@@ -35,6 +36,12 @@ SMOKE_SWEEP = ["-m", "model=vgg08", "model.residual=false,true", "seed=1,2", "tr
 # The combination matrix (tests/combos/: ~120 runs, minutes) is collected only when named, as
 # `make test-combos` does: `pytest tests/combos`.
 collect_ignore = ["combos"]
+
+# A suite started in the background (`make test &`, nohup, some CI runners) inherits SIGINT
+# ignored, and so would every Python it starts, which then never sees a Ctrl-C: the tests that
+# send one expect what a terminal gives. A handler (not SIG_IGN) resets to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def compose_config(overrides: list[str], output_dir: Path):
