@@ -250,3 +250,41 @@ def test_show_a_failed_sweep_job(outputs, monkeypatch):
 def test_show_refuses_a_folder_that_is_no_run(outputs, monkeypatch, capsys):
     assert printed(monkeypatch, "show", "outputs/multirun")[0] == 2
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def _with_experiment_summary(run: Path) -> None:
+    """What runs of earlier versions wrote besides their session: TensorBoard's experiment
+    summary, with which TensorBoard takes that run's columns for every run it serves."""
+    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard.summary import hparams
+
+    writer = SummaryWriter(str(run / "tensorboard"))
+    writer.file_writer.add_summary(hparams({"seed": 1}, {"val/acc": 0.0})[0])
+    writer.close()
+
+
+def _events(run: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    return EventAccumulator(str(run / "tensorboard")).Reload()
+
+
+def _has_experiment_summary(run: Path) -> bool:
+    return "_hparams_/experiment" in _events(run).summary_metadata
+
+
+def test_upgrade_drops_old_experiment_summaries_but_not_in_a_live_run(outputs, live,
+                                                                       monkeypatch):
+    old = [outputs[k] for k in ("finished", "job0", "live")]
+    for run in old:
+        _with_experiment_summary(run)
+    curves = [(e.step, e.value) for e in _events(outputs["finished"]).Scalars("val/acc")]
+    status, text = printed(monkeypatch, "upgrade")
+    assert status == 0
+    assert [_has_experiment_summary(run) for run in old] == [False, False, True]
+    assert f"left alone {live} (a process writes in it)" in text
+    assert "2 of 7 runs rewritten" in text
+    assert curves and [(e.step, e.value)
+                       for e in _events(outputs["finished"]).Scalars("val/acc")] == curves
+    status, text = printed(monkeypatch, "upgrade")  # nothing left to rewrite
+    assert "0 of 7 runs rewritten" in text

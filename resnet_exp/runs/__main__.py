@@ -8,6 +8,10 @@
   show RUN      what run.json records (status, times, the error of a failed run, overrides,
                 code, host), the metrics, the files the folder holds, and the commands that
                 resume, evaluate or reproduce it.
+  upgrade [ROOT]  rewrites what runs of older versions wrote that today's viewers misread:
+                event files with an HPARAMS experiment summary (earlier versions), with which
+                TensorBoard shows every served run under that one run's columns
+                (loggers/tensorboard.py); each file replaced whole, never one a process writes.
   clean [ROOT]  deletes the runs that --failed, --status, --older-than or --stale select (and
                 --tag, --name narrow), listed first with their sizes and asked about on a
                 terminal (--yes: without asking); never a run that a process writes in.
@@ -29,7 +33,7 @@ from rich.text import Text
 from resnet_exp.core import console as ui
 from resnet_exp.core.console import command
 from resnet_exp.core.errors import UserError
-from resnet_exp.runs import CHECKPOINT_DIR, CONFIG_FILE, STATUSES, read
+from resnet_exp.runs import CHECKPOINT_DIR, CONFIG_FILE, STATUSES, TENSORBOARD_DIR, read
 from resnet_exp.runs.listing import (
     STALE,
     Entry,
@@ -147,10 +151,13 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     filters.add_argument("--tag", action="append", dest="tags", metavar="TAG",
                          help="only runs started with this tag (tags=[...]), repeatable")
     filters.add_argument("--name", metavar="GLOB", help="only runs whose name or folder matches")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{list,show,clean}")
+    verbs = parser.add_subparsers(dest="verb", required=True,
+                                  metavar="{list,show,upgrade,clean}")
     verbs.add_parser("list", parents=[filters], help="one row per run, newest first")
     verbs.add_parser("show", help="one run: its record, metrics, files and commands").add_argument(
         "run", type=Path, metavar="RUN", help="the run folder")
+    verbs.add_parser("upgrade", parents=[filters],
+                     help="rewrite what older runs wrote that today's viewers misread")
     clean = verbs.add_parser("clean", parents=[filters], help="delete the selected runs")
     clean.add_argument("--failed", action="store_true", help="the failed runs (--status failed)")
     clean.add_argument("--older-than", type=_age, metavar="AGE",
@@ -179,6 +186,23 @@ def _selected(args: argparse.Namespace) -> list[Entry]:
     return kept
 
 
+def upgrade(selected: list[Entry], out: Console) -> int:
+    """`upgrade`: each selected run's TensorBoard events without an experiment summary."""
+    from resnet_exp.loggers.tensorboard import drop_experiment_summary
+
+    changed = 0
+    for entry in selected:
+        if entry.status == "running":  # listing.read_entry tried its lock: a process writes
+            _line(out, "left alone", f"{entry.path} (a process writes in it)")
+            continue
+        rewritten = drop_experiment_summary(entry.path / TENSORBOARD_DIR)
+        if rewritten:
+            changed += 1
+            _line(out, "rewritten", f"{entry.path} ({len(rewritten)} event files)")
+    out.print(Text(f"{changed} of {counted(len(selected))} rewritten"), highlight=False)
+    return 0
+
+
 @command
 def main(argv: list[str] | None = None, prog: str = "python -m resnet_exp.runs") -> int:
     args = _parser(prog).parse_args(argv)
@@ -190,6 +214,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m resnet_exp.runs")
         raise UserError("clean deletes what --failed, --status STATUS, --older-than AGE or "
                         "--stale selects: give at least one (--tag and --name narrow them)")
     selected = _selected(args)
+    if args.verb == "upgrade":
+        return upgrade(selected, out)
     if args.verb == "clean":
         from resnet_exp.runs.clean import clean
 
