@@ -30,7 +30,7 @@ def main(cfg: DictConfig) -> float | None:
     # raised error, print its traceback twice and skip the table, so that job returns NaN (a
     # SystemExit would end a joblib worker). The Optuna sweeper (hydra_plugins/) records a raised
     # error as a FAIL trial and goes on: there the error is raised, its traceback kept.
-    returns_nan = sweep_job and not _records_job_errors(context.sweeper.get("_target_"))
+    returns_nan = sweep_job and not records_job_errors(context.sweeper.get("_target_"))
     try:
         check_run_settings(cfg)  # before torch loads (5 s): a wrong setting answers at once
         from resnet_exp.callbacks.guards import exit_on_sigterm
@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(f"{cfg.monitor}_best", metrics.get(cfg.monitor))
 
 
-def _records_job_errors(sweeper_target: str | None) -> bool:
+def records_job_errors(sweeper_target: str | None) -> bool:
     """Whether the sweeper records a job's raised error itself (a FAIL trial: the Optuna
     sweeper's `records_job_errors`), so that the job raises it rather than returning NaN."""
     from hydra.utils import get_class

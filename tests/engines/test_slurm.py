@@ -141,6 +141,59 @@ def test_requeued_job_resumes_and_matches_its_uninterrupted_twin(tmp_path):
     print(f"requeue to the resumed job's end: {time.time() - requeued_at:.0f} s")
 
 
+def test_a_cancelled_job_is_recorded_interrupted_and_the_sweep_again_finishes_it(tmp_path):
+    # `scancel` (a user's, or a node going down) signals the job's steps with SIGTERM, SIGKILL
+    # after KillWait: the run stops at its next batch, records `interrupted` with its last.ckpt,
+    # and the same sweep command with resume=true continues it
+    hold = {"_target_": "engines.probes.HoldForRequeue", "run_dir": "${hydra:runtime.output_dir}",
+            "epoch": 1, "job": "${hydra:job.num}", "only_job": 0}
+    # the same job folder name without the probe: its keys are left out of the name
+    unnamed = ",".join(["resume", "name", "tags", "extras.print_config",
+                        *(f"callbacks.hold.{k}" for k in hold)])
+    same = [*SLURM, "resume=true", "seed=1", "trainer=smoke", "trainer.max_epochs=3",
+            "deterministic=true", "callbacks=lean",
+            f"hydra.job.config.override_dirname.exclude_keys=[{unnamed}]"]
+    args = [*same, *(f"+callbacks.hold.{k}={v}" for k, v in hold.items())]
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **ONE_THREAD, **TESTS_ON_PATH}
+    sweep_process = subprocess.Popen([sys.executable, "-m", "resnet_exp", *args], cwd=tmp_path,
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+    try:
+        held = None
+        for _ in range(1200):  # a bound of 10 minutes for a job that never gets there
+            found = list((tmp_path / "outputs" / "multirun").glob(f"*/0_*/{HELD}"))
+            if found or sweep_process.poll() is not None:
+                held = found[0] if found else None
+                break
+            time.sleep(0.5)
+        assert held is not None, "job 0 never reached its second epoch"
+        run = held.parent
+        # submitit's folder of the job: `<id>` (a sweep of one job is no array), or `<id>_0`
+        (job,) = [p.name for p in (run.parent / ".submitit").glob("[0-9]*")]
+        subprocess.run(["scancel", job], check=True)
+        stdout, stderr = sweep_process.communicate(timeout=600)
+    finally:
+        if sweep_process.poll() is None:
+            sweep_process.kill()
+            sweep_process.communicate()
+    info = read.read_json(run / runs.RUN_FILE)
+    assert info["status"] == "interrupted", (info, stdout[-3000:], stderr[-3000:])
+    assert (run / runs.CHECKPOINT_DIR / "last.ckpt").is_file()
+    # the sweep collected every job and ended with its table (submitit raised, before)
+    assert sweep_process.returncode == 0, stderr[-3000:]
+    assert re.search(r"^│\s+0 │ interrupted ", stdout, re.M), stdout
+    assert "state: CANCELLED" in stderr and "Traceback" not in stdout + stderr, stderr[-3000:]
+    quiet_about_sacct(subprocess.CompletedProcess(args, 0, stdout, stderr))
+
+    # the same command again (what a user does after the cancel): the job continues its run
+    again = run_cli([*same, f"hydra.sweep.dir={run.parent}"], tmp_path, timeout=600,
+                    env=TESTS_ON_PATH)
+    assert again.returncode == 0, again.stderr[-3000:]
+    info = read.read_json(run / runs.RUN_FILE)
+    assert info["status"] == "finished" and info["resumed"], info
+    assert read.read_json(run / runs.METRICS_FILE)["epochs"] == 3
+
+
 def test_ddp_through_the_slurm_launcher(tmp_path):
     # srun starts both ranks (--ntasks-per-node=2); Lightning must not start them again
     result = run_cli([*SLURM, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
