@@ -30,7 +30,7 @@ test: install ## install, then the whole test suite (what CI runs)
 test-fast: install ## the tests that start no training run, sweep or compile (before a commit)
 	$(PY) -m pytest $(TEST_WORKERS) -m "not slow" $(ARGS)
 
-test-combos: install ## every option of every group, pairwise: ~120 one-epoch runs (tests/combos/; ~6 min)
+test-combos: install ## every option of every group, pairwise: 113 one-epoch runs (tests/combos/; ~7 min)
 	$(PY) -m pytest -n 2 --dist worksteal tests/combos $(ARGS)
 
 test-engines: install ## SLURM, DDP, Optuna on PostgreSQL, an MLflow server, each started here (root; ~8 min)

@@ -85,6 +85,19 @@ KNOWN = {
 }
 
 
+# Cells that fail some of the time, with what they print: each is run, and expected to fail
+# (not strict: it passes as often). Its row's values and its family's member.
+INTERMITTENT = {
+    "trainer=fast (bf16-mixed) with model=plain34 (as plain18), AdamW, warmup_cosine, EMA and a "
+    "joblib job: at step 3 two weight tensors turn NaN with a finite loss (the non-finite guard "
+    "stops the run: failed), in about half of the runs of the same command and seed (2 of 2 full "
+    "`make test-combos` runs, 3 of 4 runs of the cell alone after 6 passes); where the run draws "
+    "what no seed fixes is not yet found":
+        ({"trick": "ema", "scheduler": "warmup_cosine", "trainer": "fast", "launcher": "joblib",
+          "optimizer": "adamw"}, "plain34"),
+}
+
+
 def _holds(values: dict, pair: dict) -> bool:
     return all(values.get(k) is not None and (v(values[k]) if callable(v) else values[k] == v)
                for k, v in pair.items())

@@ -37,8 +37,15 @@ def _cost(cell: matrix.Cell) -> int:
 
 # Each known failure (matrix.KNOWN) expected to fail; not run by default: each would cost minutes
 # (a hang to the timeout, a 120 s grace), and `--runxfail` runs them to see whether one is fixed.
-CELLS = [pytest.param(cell, id=cell.id, marks=pytest.mark.xfail(
-             run=False, strict=True, reason=cell.known) if cell.known else ())
+def _marks(cell: matrix.Cell) -> tuple:
+    if cell.known:
+        return (pytest.mark.xfail(run=False, strict=True, reason=cell.known),)
+    return tuple(pytest.mark.xfail(strict=False, reason=reason)
+                 for reason, (row, model) in matrix.INTERMITTENT.items()
+                 if cell.model == model and all(cell.values[k] == v for k, v in row.items()))
+
+
+CELLS = [pytest.param(cell, id=cell.id, marks=_marks(cell))
          for cell in sorted(matrix.cells(), key=_cost, reverse=True)]
 
 
