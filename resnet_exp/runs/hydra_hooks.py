@@ -190,7 +190,9 @@ class ForwardSignals(Callback):
         import psutil
 
         signal.signal(signum, signal.SIG_IGN)  # a second signal while the jobs save: no effect
-        workers = psutil.Process().children(recursive=True)
+        # not loky's resource tracker (joblib): killed while the workers stop, it printed
+        # KeyError tracebacks and "died unexpectedly"; it ends by itself with the sweep
+        workers = [p for p in psutil.Process().children(recursive=True) if not _tracker(p)]
         _send(workers, signum)
         deadline = time.monotonic() + self.grace_s
         while time.monotonic() < deadline and self._jobs_running():
@@ -200,6 +202,15 @@ class ForwardSignals(Callback):
         _, idle = psutil.wait_procs(_send(workers, signal.SIGTERM), timeout=5)
         _send(idle, signal.SIGKILL)
         raise SystemExit(128 + signum)
+
+
+def _tracker(process) -> bool:
+    import psutil
+
+    try:
+        return any("resource_tracker" in part for part in process.cmdline())
+    except psutil.Error:  # ended meanwhile, or not ours to read
+        return False
 
 
 def _send(processes: list, signum: int) -> list:
