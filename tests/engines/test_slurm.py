@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,30 @@ def scontrol(*args: str) -> str:
     return subprocess.run(["scontrol", *args], capture_output=True, text=True, check=True).stdout
 
 
+@contextmanager
+def held_sweep(args: list[str], cwd: Path):
+    """The sweep `python -m resnet_exp ARGS` in the background (run_cli's environment), until
+    its job 0 holds still (probes.HoldForRequeue): yields the process and that job's run folder
+    for the test to act on; the process is killed if the test leaves it running."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **ONE_THREAD, **TESTS_ON_PATH}
+    process = subprocess.Popen([sys.executable, "-m", "resnet_exp", *args], cwd=cwd, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        held = None
+        for _ in range(1200):  # a bound of 10 minutes for a job that never gets there
+            found = list((cwd / "outputs" / "multirun").glob(f"*/0_*/{HELD}"))
+            if found or process.poll() is not None:
+                held = found[0] if found else None
+                break
+            time.sleep(0.5)
+        assert held is not None, "job 0 never reached its second epoch"
+        yield process, held.parent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 def test_requeued_job_resumes_and_matches_its_uninterrupted_twin(tmp_path):
     # Two jobs of the same seed; job 0 holds still at the start of its second epoch (its
     # last.ckpt holds the first) until `scontrol requeue` stops it. The requeued job runs the
@@ -98,31 +123,13 @@ def test_requeued_job_resumes_and_matches_its_uninterrupted_twin(tmp_path):
             "+callbacks.hold._target_=engines.probes.HoldForRequeue",
             "+callbacks.hold.run_dir=${hydra:runtime.output_dir}", "+callbacks.hold.epoch=1",
             "+callbacks.hold.job=${hydra:job.num}", "+callbacks.hold.only_job=0"]
-    # run_cli's environment, in the background: the test acts while the sweep waits
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **ONE_THREAD, **TESTS_ON_PATH}
-    sweep_process = subprocess.Popen([sys.executable, "-m", "resnet_exp", *args], cwd=tmp_path,
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-    try:
-        held = None
-        for _ in range(1200):  # a bound of 10 minutes for a job that never gets there
-            found = list((tmp_path / "outputs" / "multirun").glob(f"*/0_*/{HELD}"))
-            if found or sweep_process.poll() is not None:
-                held = found[0] if found else None
-                break
-            time.sleep(0.5)
-        assert held is not None, "job 0 never reached its second epoch"
-        run = held.parent
+    with held_sweep(args, tmp_path) as (sweep_process, run):
         assert read.read_json(run / runs.RUN_FILE)["status"] == "running"
         assert (run / runs.CHECKPOINT_DIR / "last.ckpt").is_file()  # epoch 1's, to resume from
         (array,) = {p.name.split("_")[0] for p in (run.parent / ".submitit").glob("[0-9]*")}
         requeued_at = time.time()
         scontrol("requeue", f"{array}_0")
         stdout, stderr = sweep_process.communicate(timeout=600)
-    finally:
-        if sweep_process.poll() is None:
-            sweep_process.kill()
-            sweep_process.communicate()
     assert sweep_process.returncode == 0, stderr[-3000:]
     assert "Restarts=1" in scontrol("show", "job", f"{array}_0")
     sweep = run.parent
@@ -154,28 +161,11 @@ def test_a_cancelled_job_is_recorded_interrupted_and_the_sweep_again_finishes_it
             "deterministic=true", "callbacks=lean",
             f"hydra.job.config.override_dirname.exclude_keys=[{unnamed}]"]
     args = [*same, *(f"+callbacks.hold.{k}={v}" for k, v in hold.items())]
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", **ONE_THREAD, **TESTS_ON_PATH}
-    sweep_process = subprocess.Popen([sys.executable, "-m", "resnet_exp", *args], cwd=tmp_path,
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-    try:
-        held = None
-        for _ in range(1200):  # a bound of 10 minutes for a job that never gets there
-            found = list((tmp_path / "outputs" / "multirun").glob(f"*/0_*/{HELD}"))
-            if found or sweep_process.poll() is not None:
-                held = found[0] if found else None
-                break
-            time.sleep(0.5)
-        assert held is not None, "job 0 never reached its second epoch"
-        run = held.parent
+    with held_sweep(args, tmp_path) as (sweep_process, run):
         # submitit's folder of the job: `<id>` (a sweep of one job is no array), or `<id>_0`
         (job,) = [p.name for p in (run.parent / ".submitit").glob("[0-9]*")]
         subprocess.run(["scancel", job], check=True)
         stdout, stderr = sweep_process.communicate(timeout=600)
-    finally:
-        if sweep_process.poll() is None:
-            sweep_process.kill()
-            sweep_process.communicate()
     info = read.read_json(run / runs.RUN_FILE)
     assert info["status"] == "interrupted", (info, stdout[-3000:], stderr[-3000:])
     assert (run / runs.CHECKPOINT_DIR / "last.ckpt").is_file()
